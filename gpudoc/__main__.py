@@ -1,0 +1,3 @@
+from gpudoc.cli import main
+
+raise SystemExit(main())

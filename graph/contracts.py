@@ -1,0 +1,106 @@
+"""What the agent hands to its callers: the typed result of one turn and the events of its stream.
+
+Why a contract module: the CLI (`gpudoc ask`, `gpudoc chat`), LangServe at `/agent`, the original
+`POST /api/agent/chat` and the chat page all consume the same turn. They depend on these models,
+never on the graph's internal state layout.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, Field
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call of a turn, as the original API's ``toolCalls`` entries carry it (plus timing)."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    result: str = Field("", description="the tool's output text (compact JSON) or the error message")
+    error: bool = False
+    duration_ms: float = 0.0
+
+
+class FindingRecord(BaseModel):
+    """A deterministic finding as shown to users (mirrors ``gpudoc.tools.diagnosis`` findings)."""
+
+    severity: Literal["critical", "warning", "info"]
+    subject: str
+    rule: str
+    title: str = ""
+    evidence: list[str] = Field(default_factory=list)
+    cause: str = ""
+    action: str = ""
+
+
+class TurnResult(BaseModel):
+    """The outcome of one question: ``gpudoc ask --json`` prints exactly this."""
+
+    answer: str
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    findings: list[FindingRecord] = Field(default_factory=list)
+    degraded: bool = Field(False, description="True when produced without the language model")
+    degraded_reason: str | None = None
+    reasoning: str = Field("", description="the model's thinking (reasoning_content), if any")
+    unverified_numbers: list[str] = Field(
+        default_factory=list, description="numbers in the answer found in no tool result of the turn"
+    )
+    llm_round_trips: int = 0
+    thread_id: str | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Stream events, in the order a turn produces them. `type` is the discriminator on the wire.
+# ----------------------------------------------------------------------------------------------
+
+
+class TokenEvent(BaseModel):
+    type: Literal["token"] = "token"
+    text: str
+
+
+class ReasoningEvent(BaseModel):
+    type: Literal["reasoning"] = "reasoning"
+    text: str
+
+
+class ToolStartEvent(BaseModel):
+    type: Literal["tool_start"] = "tool_start"
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolEndEvent(BaseModel):
+    type: Literal["tool_end"] = "tool_end"
+    id: str
+    name: str
+    result: str
+    error: bool = False
+    duration_ms: float = 0.0
+
+
+class StatusEvent(BaseModel):
+    """Progress the UI can show while no tokens flow ("planning", "round 2", "degraded: ...")."""
+
+    type: Literal["status"] = "status"
+    stage: str
+    detail: str = ""
+
+
+class DoneEvent(BaseModel):
+    type: Literal["done"] = "done"
+    result: TurnResult
+
+
+class ErrorEvent(BaseModel):
+    type: Literal["error"] = "error"
+    message: str
+
+
+AgentEvent = Annotated[
+    Union[TokenEvent, ReasoningEvent, ToolStartEvent, ToolEndEvent, StatusEvent, DoneEvent, ErrorEvent],
+    Field(discriminator="type"),
+]

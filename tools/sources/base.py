@@ -1,0 +1,123 @@
+"""The one interface every data source implements, and the errors it may raise.
+
+Why a single async interface: tools, analyzers, the agent and the servers never care where a
+fact came from (the embedded simulator, the GPU Watchdog REST API, later Prometheus or
+slurmrestd). Each method returns typed models from ``gpudoc.tools.models``; each failure is one
+of the ``SourceError`` subclasses below with a message an operator (or a small LLM) can act on.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Sequence
+
+from gpudoc.tools.models import (
+    AlertEvent,
+    AlertRule,
+    ClusterStatus,
+    GpuSeries,
+    NodeMetrics,
+    SlurmSnapshot,
+)
+
+
+class SourceError(Exception):
+    """Base of all data-source failures. ``str(err)`` is the actionable message."""
+
+
+class SourceUnavailableError(SourceError):
+    """The backend could not be reached, timed out, or answered with a server error."""
+
+
+class SourceProtocolError(SourceError):
+    """The backend answered, but not in the shape we expect (malformed JSON, missing fields)."""
+
+
+class UnknownNodeError(SourceError, LookupError):
+    """A node id that the cluster does not have. Carries the valid ids so callers can list them."""
+
+    def __init__(self, node_id: str, valid_ids: Sequence[str]):
+        self.node_id = node_id
+        self.valid_ids = list(valid_ids)
+        shown = ", ".join(self.valid_ids[:64])
+        more = f" (and {len(self.valid_ids) - 64} more)" if len(self.valid_ids) > 64 else ""
+        super().__init__(f"Unknown node '{node_id}'. Valid node ids: {shown}{more}.")
+
+
+class NotSupportedError(SourceError):
+    """The source cannot provide this kind of fact at all (e.g. the Slurm job list from Watchdog)."""
+
+
+class ClusterSource(abc.ABC):
+    """Read-only access to one cluster's facts.
+
+    Implementations must be safe to call concurrently from one event loop (the agent runs the
+    tool calls of a round in parallel).
+    """
+
+    #: short name shown to users: "sim", "watchdog"
+    name: str = "source"
+
+    @abc.abstractmethod
+    async def cluster_status(self) -> ClusterStatus: ...
+
+    @abc.abstractmethod
+    async def current_metrics(self) -> list[NodeMetrics]: ...
+
+    @abc.abstractmethod
+    async def node_metrics(self, node_id: str) -> NodeMetrics:
+        """One node's readings; raises ``UnknownNodeError`` for an id the cluster lacks."""
+
+    @abc.abstractmethod
+    async def gpu_history(
+        self, node_id: str | None = None, duration_minutes: int = 60
+    ) -> list[GpuSeries]:
+        """Per-GPU series over the last ``duration_minutes``; all nodes when ``node_id`` is None."""
+
+    @abc.abstractmethod
+    async def alert_rules(self) -> list[AlertRule]: ...
+
+    @abc.abstractmethod
+    async def alert_history(self, limit: int = 50) -> list[AlertEvent]:
+        """Newest first, at most ``limit`` events, active and resolved."""
+
+    @abc.abstractmethod
+    async def slurm(self) -> SlurmSnapshot | None:
+        """The scheduler's view, or ``None`` when the cluster has no Slurm."""
+
+    async def node_ids(self) -> list[str]:
+        """All node ids, in the cluster's order."""
+        return [node.node_id for node in await self.current_metrics()]
+
+    async def resolve_node(self, node_id: str) -> str:
+        """Normalise a user- or model-typed node id (``"node 3"``, ``"Node-3"``, ``"3"``) to a real one.
+
+        Raises ``UnknownNodeError`` listing the valid ids when nothing matches.
+        """
+        valid = await self.node_ids()
+        return normalise_node_id(node_id, valid)
+
+    async def aclose(self) -> None:
+        """Release connections. Safe to call more than once."""
+
+
+def normalise_node_id(raw: str, valid: Sequence[str]) -> str:
+    """Map loose spellings of a node id to one of ``valid`` or raise ``UnknownNodeError``.
+
+    Small models write "node3", "Node-3", "node_3" or just "3"; operators type hostnames.
+    """
+    candidate = (raw or "").strip()
+    if candidate in valid:
+        return candidate
+    lowered = {v.lower(): v for v in valid}
+    key = candidate.lower().replace("_", "-").replace(" ", "-")
+    if key in lowered:
+        return lowered[key]
+    digits = "".join(ch for ch in key if ch.isdigit())
+    if digits and key.rstrip("0123456789").rstrip("-") in ("", "node", "gpu-node", "n"):
+        for v in valid:
+            if "".join(ch for ch in v if ch.isdigit()) == str(int(digits)) and v.lower().startswith(
+                "node"
+            ):
+                return v
+    raise UnknownNodeError(raw, valid)

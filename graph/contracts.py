@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field
 
+from gpudoc.tools.diagnosis.findings import Finding
+
 
 class ToolCallRecord(BaseModel):
     """One tool call of a turn, as the original API's ``toolCalls`` entries carry it (plus timing)."""
@@ -23,16 +25,7 @@ class ToolCallRecord(BaseModel):
     duration_ms: float = 0.0
 
 
-class FindingRecord(BaseModel):
-    """A deterministic finding as shown to users (mirrors ``gpudoc.tools.diagnosis`` findings)."""
-
-    severity: Literal["critical", "warning", "info"]
-    subject: str
-    rule: str
-    title: str = ""
-    evidence: list[str] = Field(default_factory=list)
-    cause: str = ""
-    action: str = ""
+FindingRecord = Finding  # the graph reports the analyzers' findings unchanged
 
 
 class TurnResult(BaseModel):

@@ -1,0 +1,45 @@
+"""The unit of deterministic diagnosis: one finding about one subject.
+
+Why stable rule ids and subjects: evals, UIs and operators' runbooks key on them ("every
+``gpu.xid79_fell_off_bus`` means an RMA ticket"), so they must not change with wording.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Severity = Literal["critical", "warning", "info"]
+
+SEVERITY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
+
+
+class Finding(BaseModel):
+    """A conclusion drawn from cluster facts without any language model."""
+
+    severity: Severity
+    subject: str = Field(description='"node-3", "node-3/gpu-5" or "job 1234"')
+    rule: str = Field(description='stable id, e.g. "gpu.xid79_fell_off_bus"')
+    title: str = Field("", description="one line an operator reads first")
+    evidence: list[str] = Field(default_factory=list, description="facts with their numbers")
+    cause: str = ""
+    action: str = ""
+
+
+class DiagnosisReport(BaseModel):
+    """All findings of one diagnosis run, most severe first."""
+
+    generated_at: datetime
+    source: str
+    scope: str = Field("cluster", description='"cluster" or the node id that was examined')
+    nodes_examined: int
+    gpus_examined: int
+    findings: list[Finding] = Field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counts = {"critical": 0, "warning": 0, "info": 0}
+        for finding in self.findings:
+            counts[finding.severity] += 1
+        return counts

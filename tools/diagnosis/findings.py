@@ -13,6 +13,10 @@ from pydantic import BaseModel, Field
 
 Severity = Literal["critical", "warning", "info"]
 
+#: what a finding blames; "hardware" means a GPU part (a drain/RMA candidate), "application" a
+#: user's program, so that consumers can tell "do not drain" findings apart without parsing text
+Category = Literal["hardware", "host", "network", "application", "scheduling", "alerting"]
+
 SEVERITY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -26,6 +30,9 @@ class Finding(BaseModel):
     evidence: list[str] = Field(default_factory=list, description="facts with their numbers")
     cause: str = ""
     action: str = ""
+    category: Category = "hardware"
+    nodes: list[str] = Field(default_factory=list, description="nodes the finding concerns")
+    job_id: str | None = Field(None, description="Slurm job involved, when there is one")
 
 
 class DiagnosisReport(BaseModel):
@@ -37,6 +44,9 @@ class DiagnosisReport(BaseModel):
     nodes_examined: int
     gpus_examined: int
     findings: list[Finding] = Field(default_factory=list)
+    limitations: list[str] = Field(
+        default_factory=list, description="facts the source could not provide, so were not examined"
+    )
 
     def counts(self) -> dict[str, int]:
         counts = {"critical": 0, "warning": 0, "info": 0}

@@ -1,0 +1,1 @@
+"""Test doubles: stand-ins for the language model, named as such. Never presented as the model."""

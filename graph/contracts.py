@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from gpudoc.tools.diagnosis.findings import Finding
 
@@ -22,6 +22,11 @@ class ToolCallRecord(BaseModel):
     arguments: dict[str, Any] = Field(default_factory=dict)
     result: str = Field("", description="the tool's output text (compact JSON) or the error message")
     error: bool = False
+    error_kind: str | None = Field(
+        None,
+        description="why it failed: malformed_arguments, unknown_tool, repeated, bad_arguments, "
+        "unknown_node, timeout, unavailable or failed",
+    )
     duration_ms: float = 0.0
 
 
@@ -41,7 +46,13 @@ class TurnResult(BaseModel):
         default_factory=list, description="numbers in the answer found in no tool result of the turn"
     )
     llm_round_trips: int = 0
+    tool_rounds: int = Field(0, description="rounds of tool calls (planned by the model or by reflect)")
     thread_id: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def unverified_count(self) -> int:
+        return len(self.unverified_numbers)
 
 
 # ----------------------------------------------------------------------------------------------

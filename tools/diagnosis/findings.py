@@ -32,6 +32,7 @@ class Finding(BaseModel):
     action: str = ""
     category: Category = "hardware"
     nodes: list[str] = Field(default_factory=list, description="nodes the finding concerns")
+    gpus: list[str] = Field(default_factory=list, description='GPUs it concerns, as "node-3/gpu-5"')
     job_id: str | None = Field(None, description="Slurm job involved, when there is one")
 
 

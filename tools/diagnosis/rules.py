@@ -21,7 +21,8 @@ class RuleInfo(NamedTuple):
     supporting: bool = False
 
 
-#: Order matters: within a group the earlier rule is the more specific explanation.
+#: Order matters: the earlier rule is the more specific explanation, within a group and among
+#: supporting findings of equal severity.
 RULES: dict[str, RuleInfo] = {
     # GPU lost from the bus / stopped answering
     "gpu.xid79_fell_off_bus": RuleInfo("gpu_lost", "hardware"),
@@ -57,6 +58,8 @@ RULES: dict[str, RuleInfo] = {
     "node.host_down": RuleInfo("host", "host"),
     "node.slurm_not_responding": RuleInfo("host", "host"),
     "node.gres_count_low": RuleInfo("node_state", "host", supporting=True),
+    # jobs waiting on a drained node say more than the drain alone, so it absorbs the drain
+    "sched.pending_on_unavailable_nodes": RuleInfo("pending", "scheduling", supporting=True),
     "node.drained": RuleInfo("node_state", "host", supporting=True),
     # network
     "net.ib_port_down": RuleInfo("infiniband", "network"),
@@ -65,7 +68,6 @@ RULES: dict[str, RuleInfo] = {
     "job.straggler": RuleInfo("straggler", "application"),
     "job.gpus_idle": RuleInfo("idle", "scheduling"),
     "job.node_fail": RuleInfo("node_fail", "host", supporting=True),
-    "sched.pending_on_unavailable_nodes": RuleInfo("pending", "scheduling", supporting=True),
     "sched.qos_limit": RuleInfo("qos", "scheduling"),
     # alerting
     "alert.active": RuleInfo("alert", "alerting", supporting=True),
@@ -95,13 +97,16 @@ def finding(
     action: str,
     *,
     nodes: list[str] | None = None,
+    gpus: list[str] | None = None,
     job_id: str | None = None,
 ) -> Finding:
-    """Build a ``Finding`` for a catalogued rule; the category and nodes follow from the rule and subject."""
+    """Build a ``Finding`` for a catalogued rule; category, nodes and GPUs follow from the rule and subject."""
     info = RULES[rule]  # KeyError here is a programming error: every rule id must be catalogued
     if nodes is None:
         own = node_of(subject)
         nodes = [own] if own else []
+    if gpus is None:
+        gpus = [subject] if "/gpu-" in subject else []
     return Finding(
         severity=severity,
         subject=subject,
@@ -112,6 +117,7 @@ def finding(
         action=action,
         category=info.category,
         nodes=nodes,
+        gpus=gpus,
         job_id=job_id,
     )
 

@@ -171,8 +171,8 @@ class SlurmNodeWire(WireModel):
     cpus_alloc: int
     cpus_idle: int
     cpus_total: int
-    mem_alloc: float = Field(description="MB")
-    mem_total: float = Field(description="MB")
+    mem_alloc: int | float = Field(description="MB")
+    mem_total: int | float = Field(description="MB")
 
 
 class SlurmQueueWire(WireModel):
@@ -193,9 +193,3 @@ class SlurmWire(WireModel):
     nodes_alloc: int
     queue: SlurmQueueWire
 
-
-class ErrorWire(WireModel):
-    """The body of every error response: ``{"error": "..."}`` (400s add ``details``)."""
-
-    error: str
-    details: list[dict[str, object]] | None = None

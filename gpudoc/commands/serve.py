@@ -1,0 +1,101 @@
+"""``gpudoc serve``: LangServe at ``/agent``, the original ``/api/agent/*`` API and the chat page at ``/``.
+
+Why bind and open the source before starting uvicorn: a busy port or a misspelt scenario should
+be one clear line and exit code 2, not a traceback from inside the server's start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from gpudoc.cli import CliError
+from gpudoc.commands.common import add_llm_arguments, add_source_arguments, source_options
+from gpudoc.server.app import create_app
+from gpudoc.server.logs import configure_logging
+from gpudoc.server.settings import ServerSettings
+from gpudoc.tools.sources.factory import open_source
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the agent over HTTP: chat page, LangServe /agent, /api/agent/chat",
+        description=(
+            "Serve the diagnostic agent: the chat page at /, LangServe at /agent (invoke, batch, "
+            "stream, stream_events, playground), the original GPU Watchdog API at /api/agent/chat "
+            "and /api/agent/health, and /healthz, /readyz, /metrics. Conversations are kept in "
+            "SQLite (--db-path) and survive a restart."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    parser.add_argument("--db-path", type=Path, default=None,
+                        help="SQLite file for conversation threads (default: $GPUDOC_DB_PATH or gpudoc-threads.sqlite)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info",
+                        help="log level of the JSON logs on stderr (default info)")
+    add_source_arguments(parser)
+    add_llm_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = ServerSettings(
+            **{
+                key: value
+                for key, value in {
+                    "llm_base_url": args.llm_base_url,
+                    "llm_model": args.model,
+                    "db_path": args.db_path,
+                }.items()
+                if value is not None
+            }
+        )
+        options = source_options(args, settings, realtime=True)
+        source = open_source(options)  # fails here, clearly, on a bad scenario or option
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    listener = _listen(args.host, args.port)
+    host, port = listener.getsockname()[:2]
+    configure_logging(args.log_level)
+    shown_host = f"[{host}]" if ":" in host else host
+    print(
+        f"gpudoc serve: chat page on http://{shown_host}:{port}/ (LangServe at /agent, playground at "
+        f"/agent/playground/); source {options.source}; model {settings.llm_model} at {settings.llm_base_url}; "
+        f"threads in {settings.db_path}" + ("; API token required" if settings.token else ""),
+        flush=True,
+    )
+    app = create_app(settings, source=source, owns_source=True)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    )
+    try:
+        server.run(sockets=[listener])
+    finally:
+        listener.close()
+    return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound, listening socket; a busy port or a bad host is a ``CliError``."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise CliError(f"Cannot listen on {host}:{port}: {exc.strerror}. Check --host.") from None
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        raise CliError(
+            f"Cannot listen on {host}:{port}: {exc.strerror}. Pick another --port or stop the process using it."
+        ) from None
+    return listener

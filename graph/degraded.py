@@ -1,0 +1,104 @@
+"""The answer gpudoc gives when the language model cannot be reached.
+
+Why a deterministic answer rather than an error: this is what a new user sees before pointing
+gpudoc at a vLLM, and what an operator gets when the model's own GPUs are the ones in trouble.
+The answer is the rule-based diagnosis (scoped to the node the question names), with its
+evidence, and it says plainly, first, that no language model wrote it.
+"""
+
+from __future__ import annotations
+
+import openai
+import httpx
+
+from gpudoc.graph.contracts import ToolCallRecord
+from gpudoc.graph.reflect import node_in_question
+from gpudoc.tools.diagnosis.engine import diagnose
+from gpudoc.tools.diagnosis.findings import DiagnosisReport, Finding
+from gpudoc.tools.sources.base import ClusterSource, SourceError, UnknownNodeError
+
+LLM_FAILURES: tuple[type[BaseException], ...] = (openai.APIError, httpx.HTTPError, ConnectionError, TimeoutError)
+"""Exceptions that mean "the model endpoint failed", as opposed to a bug in gpudoc."""
+
+
+def describe_llm_failure(error: BaseException, base_url: str | None) -> str:
+    """One line saying what failed and what to check."""
+    where = f"LLM endpoint {base_url}" if base_url else "the LLM endpoint"
+    if isinstance(error, openai.APITimeoutError) or isinstance(error, TimeoutError):
+        return f"{where} timed out; check that vLLM is running and not overloaded (LLM_TIMEOUT_S)."
+    if isinstance(error, openai.APIConnectionError) or isinstance(error, (httpx.HTTPError, ConnectionError)):
+        return f"{where} is unreachable; start vLLM or set LLM_BASE_URL / --llm-base-url."
+    if isinstance(error, openai.APIStatusError):
+        detail = (error.message or "").strip().splitlines()[0][:200] if error.message else ""
+        return f"{where} answered HTTP {error.status_code}{': ' + detail if detail else ''}."
+    return f"{where} failed ({type(error).__name__}: {error})."
+
+
+def _finding_block(finding: Finding) -> list[str]:
+    lines = [f"### {finding.severity.upper()} {finding.subject}: {finding.title or finding.rule}"]
+    lines += [f"- {item}" for item in finding.evidence]
+    if finding.cause:
+        lines.append(f"- Likely cause: {finding.cause}")
+    if finding.action:
+        lines.append(f"- Action: {finding.action}")
+    lines.append(f"- Rule: `{finding.rule}`")
+    return lines
+
+
+def render_report(report: DiagnosisReport, reason: str) -> str:
+    counts = report.counts()
+    scope = "the whole cluster" if report.scope == "cluster" else report.scope
+    lines = [
+        f"> **Answered without the language model.** {reason} What follows is gpudoc's deterministic "
+        f"diagnosis of {scope}, not a model's answer to your question.",
+        "",
+        f"Examined {report.nodes_examined} nodes and {report.gpus_examined} GPUs: "
+        f"{counts['critical']} critical, {counts['warning']} warning, {counts['info']} info findings.",
+        "",
+    ]
+    serious = [f for f in report.findings if f.severity != "info"]
+    if not serious:
+        lines.append("No critical or warning findings: nothing abnormal in the facts examined.")
+    for finding in serious:
+        lines += [*_finding_block(finding), ""]
+    info = [f for f in report.findings if f.severity == "info"]
+    if info:
+        lines.append("Info: " + "; ".join(f"{f.subject}: {f.title or f.rule}" for f in info))
+    return "\n".join(lines).strip() + "\n"
+
+
+async def degraded_answer(
+    source: ClusterSource, question: str, reason: str, evidence: list[ToolCallRecord]
+) -> tuple[str, list[Finding]]:
+    """The labelled deterministic answer and its findings. Never raises for source failures."""
+    node = node_in_question(question)
+    notes: list[str] = []
+    if node:
+        try:
+            node = await source.resolve_node(node)
+        except UnknownNodeError as error:
+            notes.append(f"{error} Diagnosing the whole cluster instead.")
+            node = None
+        except SourceError as error:
+            return _nothing_available(reason, error), []
+    try:
+        report = await diagnose(source, node)
+    except SourceError as error:
+        return _nothing_available(reason, error), []
+    text = render_report(report, reason)
+    if notes:
+        text = text.replace("\n\n", "\n\n" + " ".join(notes) + "\n\n", 1)
+    gathered = [r for r in evidence if not r.error]
+    if gathered:
+        text += "\nTool results gathered before the model failed: " + ", ".join(
+            f"{r.name}({', '.join(f'{k}={v}' for k, v in r.arguments.items())})" for r in gathered
+        ) + " (see the tool calls).\n"
+    return text, list(report.findings)
+
+
+def _nothing_available(reason: str, error: SourceError) -> str:
+    return (
+        f"> **Answered without the language model.** {reason}\n\n"
+        f"The deterministic diagnosis could not run either: the cluster source failed ({error}). "
+        "Check the data source (GPUDOC_SOURCE, BACKEND_BASE_URL) and the LLM endpoint.\n"
+    )

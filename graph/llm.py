@@ -1,0 +1,134 @@
+"""The chat model client: ``ChatOpenAI`` pointed at vLLM, keeping the model's reasoning.
+
+Why a subclass: Nemotron reasons before it answers, and vLLM (``--reasoning-parser``) returns
+that reasoning in a field of its own (``reasoning_content``; ``reasoning`` in newer releases).
+``ChatOpenAI`` converts only the OpenAI fields and drops it silently, both in streamed chunks
+and in whole responses. This client copies it into ``additional_kwargs["reasoning_content"]``
+so the CLI and the UIs can show the thinking, and lets each request switch thinking off via
+vLLM's ``chat_template_kwargs: {"enable_thinking": false}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+import httpx
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_openai import ChatOpenAI
+from pydantic import BaseModel
+
+from gpudoc.config import Settings
+
+#: vLLM's field names for the reasoning text, newest first
+REASONING_FIELDS = ("reasoning", "reasoning_content")
+#: where this client puts it on the LangChain message
+REASONING_KEY = "reasoning_content"
+
+
+def reasoning_of(payload: Mapping[str, Any] | None) -> str:
+    """The reasoning text of one message or delta dict, whichever field name vLLM used."""
+    if not payload:
+        return ""
+    for name in REASONING_FIELDS:
+        value = payload.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+class ReasoningChatOpenAI(ChatOpenAI):
+    """``ChatOpenAI`` for vLLM: keeps ``reasoning``/``reasoning_content`` and honours ``enable_thinking``.
+
+    ``enable_thinking`` (field, or a per-call keyword such as ``model.bind(enable_thinking=False)``)
+    becomes ``extra_body.chat_template_kwargs.enable_thinking``; ``None`` leaves the server default.
+    """
+
+    enable_thinking: bool | None = None
+
+    def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
+        thinking = kwargs.pop("enable_thinking", self.enable_thinking)
+        if thinking is not None:
+            extra_body = dict(kwargs.get("extra_body") or self.extra_body or {})
+            template_kwargs = dict(extra_body.get("chat_template_kwargs") or {})
+            template_kwargs["enable_thinking"] = bool(thinking)
+            extra_body["chat_template_kwargs"] = template_kwargs
+            kwargs["extra_body"] = extra_body
+        return super()._get_request_payload(input_, stop=stop, **kwargs)
+
+    def _convert_chunk_to_generation_chunk(
+        self, chunk: dict, default_chunk_class: type, base_generation_info: dict | None
+    ) -> ChatGenerationChunk | None:
+        generation = super()._convert_chunk_to_generation_chunk(chunk, default_chunk_class, base_generation_info)
+        if generation is None:
+            return None
+        choices = chunk.get("choices") or (chunk.get("chunk") or {}).get("choices") or []
+        if choices:
+            text = reasoning_of(choices[0].get("delta"))
+            if text:
+                generation.message.additional_kwargs[REASONING_KEY] = text
+        return generation
+
+    def _create_chat_result(self, response: dict | BaseModel, generation_info: dict | None = None) -> ChatResult:
+        result = super()._create_chat_result(response, generation_info)
+        raw = response if isinstance(response, dict) else response.model_dump()
+        for generation, choice in zip(result.generations, raw.get("choices") or []):
+            text = reasoning_of(choice.get("message"))
+            if text:
+                generation.message.additional_kwargs[REASONING_KEY] = text
+        return result
+
+
+def build_chat_model(settings: Settings, *, enable_thinking: bool | None = None) -> ReasoningChatOpenAI:
+    """The client the agent uses, configured from ``Settings`` (LLM_BASE_URL, LLM_MODEL, ...)."""
+    thinking = settings.llm_enable_thinking if enable_thinking is None else enable_thinking
+    return ReasoningChatOpenAI(
+        model=settings.llm_model,
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key or "EMPTY",
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+        timeout=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+        stream_usage=True,
+        enable_thinking=None if thinking else False,
+    )
+
+
+class LlmProbe(NamedTuple):
+    """Whether the LLM endpoint answers, as ``GET /api/agent/health`` and ``/readyz`` report it.
+
+    A named tuple so callers may unpack ``available, model, error`` or read the attributes.
+    """
+
+    available: bool
+    model: str | None = None
+    error: str | None = None
+
+
+async def llm_available(settings: Settings, *, timeout_s: float = 3.0) -> LlmProbe:
+    """Probe ``GET {LLM_BASE_URL}/models`` quickly; never raises.
+
+    ``model`` is the configured model when the server serves it, else the first one it lists
+    (with an ``error`` saying the configured name is missing, which vLLM would reject).
+    """
+    url = settings.llm_base_url.rstrip("/") + "/models"
+    headers = {"Authorization": f"Bearer {settings.llm_api_key}"} if settings.llm_api_key else {}
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            response = await client.get(url, headers=headers)
+    except httpx.HTTPError as exc:
+        return LlmProbe(available=False, error=f"LLM endpoint {url} unreachable ({type(exc).__name__}: {exc}). "
+                        "Start vLLM or set LLM_BASE_URL / --llm-base-url.")
+    if response.status_code != 200:
+        return LlmProbe(available=False, error=f"LLM endpoint {url} answered HTTP {response.status_code}.")
+    try:
+        served = [item["id"] for item in response.json().get("data", [])]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return LlmProbe(available=False, error=f"LLM endpoint {url} did not answer with an OpenAI model list.")
+    if settings.llm_model in served:
+        return LlmProbe(available=True, model=settings.llm_model)
+    if not served:
+        return LlmProbe(available=False, error=f"LLM endpoint {url} serves no model.")
+    return LlmProbe(available=False, model=served[0],
+                    error=f"model {settings.llm_model!r} not served at {url}; it serves: {', '.join(served)}. "
+                          "Set LLM_MODEL / --model.")

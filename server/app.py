@@ -1,0 +1,200 @@
+"""The gpudoc HTTP server: LangServe at ``/agent``, the original ``/api/agent/*``, the chat page, operations.
+
+``create_app`` builds the FastAPI app; its lifespan opens the cluster source, the SQLite
+checkpointer (conversations survive a restart) and the agent, and closes them in reverse order.
+Everything the app depends on can be injected, so tests run it against a stub LLM server, a
+scripted model or a prepared source without touching the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from langchain_core.callbacks import BaseCallbackHandler
+from langserve import add_routes
+
+from gpudoc import __version__
+from gpudoc.config import Settings
+from gpudoc.graph.checkpoint import open_checkpointer
+from gpudoc.graph.llm import LlmProbe, build_chat_model, llm_available
+from gpudoc.server.guards import GuardMiddleware
+from gpudoc.server.metrics import LlmMetricsCallback, ServerMetrics
+from gpudoc.server.observability import ObservabilityMiddleware
+from gpudoc.server.ops import ops_router
+from gpudoc.server.original_api import install_validation_handler, original_api_router
+from gpudoc.server.runnable import AgentRunnable, build_input_model
+from gpudoc.server.settings import ServerSettings
+from gpudoc.server.turns import TurnService, valid_thread_id
+from gpudoc.tools.sources.base import ClusterSource
+from gpudoc.tools.sources.factory import SourceOptions, open_source
+
+STATIC_DIR = Path(__file__).parent / "static"
+THREAD_HEADER = "x-thread-id"
+
+log = logging.getLogger("gpudoc.server")
+
+
+class AgentFactory(Protocol):
+    """Builds the compiled agent once the source and the checkpointer are open."""
+
+    def __call__(
+        self,
+        *,
+        source: ClusterSource,
+        checkpointer: Any,
+        settings: ServerSettings,
+        callbacks: Sequence[BaseCallbackHandler],
+    ) -> Any: ...
+
+
+def default_agent_factory(
+    *,
+    source: ClusterSource,
+    checkpointer: Any,
+    settings: ServerSettings,
+    callbacks: Sequence[BaseCallbackHandler],
+) -> Any:
+    """The real agent on the configured LLM, its calls counted by the server's metrics."""
+    from gpudoc.graph.agent import build_agent
+
+    llm = build_chat_model(settings)
+    llm.callbacks = list(callbacks)
+    return build_agent(source=source, llm=llm, checkpointer=checkpointer, settings=settings,
+                       max_rounds=settings.max_rounds)
+
+
+@dataclass
+class Runtime:
+    """What the lifespan opened; ``None`` outside it."""
+
+    turns: TurnService | None = None
+    source: ClusterSource | None = None
+
+    def require_turns(self) -> TurnService:
+        if self.turns is None:
+            raise HTTPException(status_code=503, detail="the agent is not running (server starting or stopping)")
+        return self.turns
+
+
+def thread_config_modifier(config: dict[str, Any], request: Request) -> dict[str, Any]:
+    """Put the ``X-Thread-Id`` header into ``configurable.thread_id`` (the body's config wins) and check it."""
+    configurable = dict(config.get("configurable") or {})
+    header = request.headers.get(THREAD_HEADER)
+    if header and not configurable.get("thread_id"):
+        configurable["thread_id"] = header
+    thread_id = configurable.get("thread_id")
+    if thread_id and not (isinstance(thread_id, str) and valid_thread_id(thread_id)):
+        raise HTTPException(
+            status_code=422,
+            detail="thread_id must be 1-128 characters of letters, digits and . _ : -",
+        )
+    return {**config, "configurable": configurable}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    source: ClusterSource | None = None,
+    owns_source: bool = False,
+    agent_factory: AgentFactory | None = None,
+    llm_probe: Callable[[], Awaitable[LlmProbe]] | None = None,
+) -> FastAPI:
+    """The server.
+
+    ``source`` is the cluster to serve (closed at shutdown only when ``owns_source``); without
+    one the lifespan opens the source the settings name (the simulator by default) and closes
+    it. ``agent_factory`` defaults to the real agent on the configured LLM; ``llm_probe`` to
+    ``GET {LLM_BASE_URL}/models``.
+    """
+    config = ServerSettings.from_settings(settings or ServerSettings())
+    metrics = ServerMetrics()
+    runtime = Runtime()
+    build = agent_factory or default_agent_factory
+
+    async def probe() -> LlmProbe:
+        if llm_probe is not None:
+            return await llm_probe()
+        return await llm_available(config, timeout_s=config.readiness_timeout_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            cluster = source
+            if cluster is None:
+                cluster = open_source(SourceOptions(source=config.source, backend_base_url=config.backend_base_url,
+                                                    backend_timeout_s=config.backend_timeout_s))
+            if cluster is not source or owns_source:
+                stack.push_async_callback(cluster.aclose)
+            checkpointer = await stack.enter_async_context(open_checkpointer(config.db_path))
+            agent = build(source=cluster, checkpointer=checkpointer, settings=config,
+                          callbacks=[LlmMetricsCallback(metrics)])
+            runtime.source = cluster
+            runtime.turns = TurnService(agent, metrics, enable_thinking=config.llm_enable_thinking)
+            log.info(
+                "gpudoc server ready",
+                extra={"source": cluster.name, "llm_base_url": config.llm_base_url, "model": config.llm_model,
+                       "db_path": str(config.db_path), "auth": bool(config.token)},
+            )
+            try:
+                yield
+            finally:
+                runtime.turns = None
+                runtime.source = None
+
+    app = FastAPI(
+        title="gpudoc",
+        version=__version__,
+        description="Diagnose NVIDIA GPU clusters with a local LLM agent.",
+        lifespan=lifespan,
+    )
+    app.state.settings = config
+    app.state.metrics = metrics
+    app.state.runtime = runtime
+    install_validation_handler(app)
+
+    add_routes(
+        app,
+        AgentRunnable(
+            runtime.require_turns,
+            build_input_model(
+                max_message_chars=config.max_message_chars, max_history_messages=config.max_history_messages
+            ),
+        ),
+        path="/agent",
+        playground_type="chat",
+        per_req_config_modifier=thread_config_modifier,
+        enable_feedback_endpoint=False,
+        enable_public_trace_link_endpoint=False,
+    )
+    app.include_router(original_api_router(turns=runtime.require_turns, settings=config, probe=probe))
+    app.include_router(ops_router(metrics=metrics, probe=probe, source=lambda: runtime.source,
+                                  timeout_s=config.readiness_timeout_s))
+
+    @app.get("/", include_in_schema=False)
+    async def chat_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # added innermost first: guards, then CORS (so refusals carry CORS headers), then observability
+    app.add_middleware(GuardMiddleware, token=config.token, max_body_bytes=config.max_body_bytes)
+    if config.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origin_list,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Thread-Id", "X-Request-Id"],
+            expose_headers=["X-Request-Id"],
+            max_age=600,
+        )
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,114 @@
+"""The cluster tools on the simulated cluster: every tool runs, stays within budget, finds the fault."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool
+
+from gpudoc.tools.cluster_tools import TOOL_NAMES, build_cluster_tools
+from gpudoc.tools.compact import OUTPUT_BUDGET_CHARS
+from gpudoc.tools.sim.source import SimSource
+
+THERMAL = "thermal-throttle@node-2/gpu-3"
+
+
+@pytest.fixture(scope="module")
+def eight_nodes() -> dict[str, BaseTool]:
+    source = SimSource.create(seed=42, nodes=8, gpu_model="a100", scenarios=[THERMAL], realtime=False)
+    return {tool.name: tool for tool in build_cluster_tools(source)}
+
+
+@pytest.fixture(scope="module")
+def sixty_four_nodes() -> dict[str, BaseTool]:
+    source = SimSource.create(
+        seed=7,
+        nodes=64,
+        gpu_model="h100",
+        scenarios=["xid79-fell-off-bus@node-5/gpu-1", "host-down@node-40", "ecc-correctable-storm@node-63/gpu-7",
+                   "pending-on-drained", THERMAL],
+        realtime=False,
+    )
+    return {tool.name: tool for tool in build_cluster_tools(source)}
+
+
+async def call(tool: BaseTool, args: dict[str, Any]) -> ToolMessage:
+    message = await tool.ainvoke({"type": "tool_call", "id": "call-1", "name": tool.name, "args": args})
+    assert isinstance(message, ToolMessage)
+    return message
+
+
+ARGUMENTS: dict[str, list[dict[str, Any]]] = {
+    "get_cluster_status": [{}],
+    "get_current_metrics": [{}],
+    "get_node_details": [{"node_id": "node-2"}, {"node_id": "node-5"}],
+    "get_gpu_history": [{}, {"node_id": "node-2"}, {"node_id": "node-5", "duration_minutes": 1440}],
+    "get_alerts": [{}],
+    "get_alert_history": [{"limit": 200}],
+    "get_slurm_status": [{}],
+    "get_slurm_jobs": [{}, {"state": "pending"}, {"node": "node-2"}],
+    "diagnose_cluster": [{}, {"node": "node-2"}],
+}
+
+
+@pytest.mark.parametrize("name", TOOL_NAMES)
+async def test_every_tool_runs_on_the_default_cluster(eight_nodes: dict[str, BaseTool], name: str) -> None:
+    for args in ARGUMENTS[name]:
+        message = await call(eight_nodes[name], args)
+        assert message.status == "success", (args, message.content)
+        assert len(message.content) <= OUTPUT_BUDGET_CHARS, (args, len(message.content))
+        json.loads(message.content)
+
+
+@pytest.mark.parametrize("name", TOOL_NAMES)
+async def test_every_tool_stays_within_budget_on_64_nodes(sixty_four_nodes: dict[str, BaseTool], name: str) -> None:
+    for args in ARGUMENTS[name]:
+        message = await call(sixty_four_nodes[name], args)
+        assert message.status == "success", (args, message.content)
+        assert len(message.content) <= OUTPUT_BUDGET_CHARS, (args, len(message.content))
+
+
+async def test_thermal_fault_shows_in_metrics_history_and_diagnosis(eight_nodes: dict[str, BaseTool]) -> None:
+    current = json.loads((await call(eight_nodes["get_current_metrics"], {})).content)
+    node2 = next(entry for entry in current["per_node"] if entry["node"] == "node-2")
+    assert node2["hottest"]["gpu"] == 3
+    assert any(item.startswith("gpu-3 ") for item in node2["anomalies"])
+
+    history = json.loads((await call(eight_nodes["get_gpu_history"], {"node_id": "Node 2"})).content)
+    gpu3 = next(g for g in history["gpus"] if g["gpu"] == 3)
+    peers = [g["temp_c"]["max"] for g in history["gpus"] if g["gpu"] != 3]
+    assert gpu3["temp_c"]["max"] > max(peers)
+    assert gpu3["temp_c"]["trend"] == "rising" or gpu3.get("flags")
+    assert history["point_fields"] == ["time", "temp_c", "util_pct", "power_w"]
+    assert all(len(row) == 4 for row in gpu3["points"])
+
+    report = json.loads((await call(eight_nodes["diagnose_cluster"], {"node": "node 2"})).content)
+    assert report["findings"][0]["subject"] == "node-2/gpu-3"
+    assert report["findings"][0]["severity"] in ("critical", "warning")
+
+
+async def test_node_details_list_every_gpu_with_named_clock_events(eight_nodes: dict[str, BaseTool]) -> None:
+    details = json.loads((await call(eight_nodes["get_node_details"], {"node_id": "node2"})).content)
+    assert [g["gpu"] for g in details["gpus"]] == list(range(8))
+    gpu3 = details["gpus"][3]
+    assert set(gpu3["clock_events"]) & {"sw_thermal", "hw_thermal", "hw_slowdown"}
+    assert "slurm" in details
+
+
+async def test_unknown_node_on_the_simulator_lists_the_valid_ids(eight_nodes: dict[str, BaseTool]) -> None:
+    message = await call(eight_nodes["get_node_details"], {"node_id": "node-8"})
+    assert message.status == "error"
+    assert "Valid node ids: " + ", ".join(f"node-{i}" for i in range(8)) in message.content
+
+
+async def test_large_cluster_views_say_how_to_narrow(sixty_four_nodes: dict[str, BaseTool]) -> None:
+    current = json.loads((await call(sixty_four_nodes["get_current_metrics"], {})).content)
+    if "truncated" in current:
+        assert "get_node_details" in current["truncated"]
+        shown = {entry["node"] for entry in current["per_node"]}
+        assert {"node-5", "node-40"} <= shown  # anomalous nodes are never the ones left out first
+    history = json.loads((await call(sixty_four_nodes["get_gpu_history"], {})).content)
+    assert "node_id" in history.get("truncated", history["scope"])

@@ -1,0 +1,154 @@
+"""Gather every fact a diagnosis needs from a source, once, in parallel.
+
+Why one snapshot: analyzers are pure functions of it, so they are testable on hand-built facts,
+and one run costs one round of source calls however many rules look at the data. A source that
+cannot provide a kind of fact (no Slurm, no alert history) leaves that part ``None`` and a line
+in ``limitations``; nothing is invented in its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from statistics import median
+from typing import Awaitable, TypeVar
+
+from pydantic import BaseModel, Field
+
+from gpudoc.tools.models import (
+    AlertEvent,
+    AlertRule,
+    GpuMetrics,
+    GpuModelSpec,
+    GpuSeries,
+    NodeMetrics,
+    SlurmJob,
+    SlurmNode,
+    SlurmSnapshot,
+    spec_for_model_name,
+)
+from gpudoc.tools.sources.base import ClusterSource, NotSupportedError, SourceError
+
+HISTORY_MINUTES = 60
+ALERT_HISTORY_LIMIT = 500
+
+T = TypeVar("T")
+
+
+class ClusterFacts(BaseModel):
+    """One consistent snapshot of a cluster, as analyzers see it."""
+
+    source: str
+    collected_at: datetime = Field(description="the cluster's 'now' (a frozen simulator's clock)")
+    nodes: list[NodeMetrics]
+    history: list[GpuSeries] | None = None
+    slurm: SlurmSnapshot | None = None
+    alert_rules: list[AlertRule] | None = None
+    alert_events: list[AlertEvent] | None = None
+    limitations: list[str] = Field(default_factory=list)
+
+    # -- lookups analyzers share ---------------------------------------------------------------
+
+    def series(self, node_id: str, gpu_index: int) -> GpuSeries | None:
+        for series in self.history or []:
+            if series.node_id == node_id and series.gpu_index == gpu_index:
+                return series
+        return None
+
+    def slurm_node(self, node_id: str, hostname: str | None = None) -> SlurmNode | None:
+        if self.slurm is None:
+            return None
+        for node in self.slurm.nodes:
+            if node.name in (node_id, hostname):
+                return node
+        return None
+
+    def node_id_for_slurm_name(self, name: str) -> str:
+        """Slurm may know a node by its hostname; findings always use the metrics node id."""
+        for node in self.nodes:
+            if name in (node.node_id, node.hostname):
+                return node.node_id
+        return name
+
+    @property
+    def jobs(self) -> list[SlurmJob]:
+        return list(self.slurm.jobs or []) if self.slurm else []
+
+    def job(self, job_id: str) -> SlurmJob | None:
+        return next((job for job in self.jobs if job.job_id == job_id), None)
+
+
+def spec_of(gpu: GpuMetrics) -> GpuModelSpec | None:
+    return spec_for_model_name(gpu.model)
+
+
+def live_gpus(node: NodeMetrics) -> list[GpuMetrics]:
+    """GPUs whose readings are current (a stale GPU repeats its last values, so they mean nothing)."""
+    if not node.reachable:
+        return []
+    return [gpu for gpu in node.gpus if not gpu.stale]
+
+
+def median_or_none(values: list[float]) -> float | None:
+    return median(values) if values else None
+
+
+def _now_of(nodes: list[NodeMetrics], slurm: SlurmSnapshot | None) -> datetime:
+    stamps = [node.timestamp for node in nodes if node.reachable]
+    if slurm is not None:
+        stamps.append(slurm.timestamp)
+    return max(stamps) if stamps else datetime.now(timezone.utc)
+
+
+async def _optional(what: str, call: Awaitable[T], limitations: list[str]) -> T | None:
+    try:
+        return await call
+    except NotSupportedError:
+        limitations.append(f"{what}: not provided by this source")
+    except SourceError as exc:
+        limitations.append(f"{what}: unavailable ({exc})")
+    return None
+
+
+async def gather_facts(source: ClusterSource, history_minutes: int = HISTORY_MINUTES) -> ClusterFacts:
+    """Fetch all facts concurrently. Current metrics are required; the rest degrades to ``None``."""
+    limitations: list[str] = []
+    nodes, history, slurm, rules, events = await asyncio.gather(
+        source.current_metrics(),
+        _optional("GPU history", source.gpu_history(None, history_minutes), limitations),
+        _optional("Slurm", source.slurm(), limitations),
+        _optional("alert rules", source.alert_rules(), limitations),
+        _optional("alert history", source.alert_history(ALERT_HISTORY_LIMIT), limitations),
+    )
+    limitations.extend(_missing_signals(nodes, slurm))
+    return ClusterFacts(
+        source=source.name,
+        collected_at=_now_of(nodes, slurm),
+        nodes=nodes,
+        history=history,
+        slurm=slurm,
+        alert_rules=rules,
+        alert_events=events,
+        limitations=sorted(set(limitations)),
+    )
+
+
+def _missing_signals(nodes: list[NodeMetrics], slurm: SlurmSnapshot | None) -> list[str]:
+    """Say which whole classes of signal the source lacks, so "no finding" is not read as "healthy"."""
+    gpus = [gpu for node in nodes for gpu in node.gpus]
+    if not gpus:
+        return ["no GPU metrics at all"]
+    checks = {
+        "XID errors": lambda g: g.xid_events is not None or g.last_xid is not None,
+        "row remapping / ECC": lambda g: g.uncorrectable_remapped_rows is not None
+        or g.ecc_dbe_volatile is not None,
+        "clock-event reasons": lambda g: g.clock_event_reasons is not None,
+        "PCIe link state": lambda g: g.pcie_link_width is not None or g.pcie_replay_count is not None,
+        "NVLink counters": lambda g: g.nvlink_error_count is not None or g.nvlink_links_down is not None,
+    }
+    missing = [f"{name}: not reported by this source" for name, has in checks.items() if not any(map(has, gpus))]
+    if all(node.network is None for node in nodes):
+        missing.append("InfiniBand port state: not reported by this source")
+    if slurm is not None and slurm.jobs is None:
+        missing.append("Slurm job list: not reported by this source")
+    return missing

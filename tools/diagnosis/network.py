@@ -1,0 +1,61 @@
+"""InfiniBand ports (domain.md §7.11): a port not ACTIVE, or one that keeps going down.
+
+Why a separate area: NCCL timeouts from a flapping IB link look like a GPU problem from inside
+the job; when the GPUs are healthy and the port is not, the fix is a cable or switch port, and
+draining or RMA-ing GPUs would be wrong.
+"""
+
+from __future__ import annotations
+
+from gpudoc.tools.diagnosis.facts import ClusterFacts, live_gpus, median_or_none
+from gpudoc.tools.diagnosis.findings import Finding
+from gpudoc.tools.diagnosis.rules import finding, num
+from gpudoc.tools.models import NetworkPort, NodeMetrics
+
+ACTIVE = 4
+PORT_STATES = {1: "DOWN", 2: "INIT", 3: "ARMED", 4: "ACTIVE", 5: "ACTIVE_DEFER"}
+#: link_downed_total this many above the cluster's median for the same port marks a flapping link
+FLAP_EXCESS = 3
+
+CAUSE = "the InfiniBand link (cable, transceiver, HCA or switch port), not the GPUs"
+ACTION = ("blame the network, not the GPU: check the cable/transceiver and switch port (ibstat, "
+          "ibdiagnet, switch logs); drain the node from multi-node jobs until the link is stable; do not RMA GPUs")
+
+
+def analyze_network(facts: ClusterFacts) -> list[Finding]:
+    reachable = [n for n in facts.nodes if n.reachable and n.network]
+    if not reachable:
+        return []
+    baseline = _link_downed_baseline(reachable)
+    findings: list[Finding] = []
+    for node in reachable:
+        down = [p for p in node.network or [] if p.state_id != ACTIVE]
+        flapping = [p for p in node.network or [] if p.state_id == ACTIVE
+                    and p.link_downed_total >= baseline.get((p.device, p.port), 0) + FLAP_EXCESS]
+        if down:
+            findings.append(finding("net.ib_port_down", "critical", node.node_id,
+                                    "InfiniBand port not active", _evidence(node, down + flapping, baseline), CAUSE, ACTION))
+        elif flapping:
+            findings.append(finding("net.ib_link_flapping", "warning", node.node_id,
+                                    "InfiniBand link flapping", _evidence(node, flapping, baseline), CAUSE, ACTION))
+    return findings
+
+
+def _link_downed_baseline(nodes: list[NodeMetrics]) -> dict[tuple[str, int], float]:
+    by_port: dict[tuple[str, int], list[float]] = {}
+    for node in nodes:
+        for port in node.network or []:
+            by_port.setdefault((port.device, port.port), []).append(port.link_downed_total)
+    return {key: median_or_none(values) or 0.0 for key, values in by_port.items()}
+
+
+def _evidence(node: NodeMetrics, ports: list[NetworkPort], baseline: dict[tuple[str, int], float]) -> list[str]:
+    evidence = [
+        f"{p.device} port {p.port}: state {p.state_id} ({PORT_STATES.get(p.state_id, 'unknown')}), "
+        f"link_downed_total {p.link_downed_total} (cluster median {num(baseline.get((p.device, p.port), 0))})"
+        for p in ports
+    ]
+    gpus = live_gpus(node)
+    if gpus and not any(g.stale for g in node.gpus):
+        evidence.append(f"all {len(gpus)} GPUs reporting; hottest {num(max(g.temperature_c for g in gpus))} °C")
+    return evidence

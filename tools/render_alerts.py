@@ -1,0 +1,95 @@
+"""Alert rules and alert events rendered for the model.
+
+Why ``get_alerts`` shows the firing events next to the rules: "what is alerting right now?" is
+the question operators ask, and the rules alone cannot answer it. Rule names are written by
+people, so they sit in a labelled ``name`` field, cleaned and cut short.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from gpudoc.tools.compact import fit_to_budget, free_text, iso, r1, without_none
+from gpudoc.tools.models import AlertEvent, AlertRule
+
+_CONDITION_SYMBOL = {"gt": ">", "lt": "<", "eq": "==", "gte": ">=", "lte": "<="}
+
+
+def render_rule(rule: AlertRule) -> dict[str, Any]:
+    return without_none(
+        {
+            "id": rule.id,
+            "name": free_text(rule.name),
+            "when": f"{rule.metric} {_CONDITION_SYMBOL[rule.condition]} {rule.threshold:g}",
+            "for_s": rule.duration_seconds or None,
+            "nodes": free_text(rule.node_filter, 40),
+            "enabled": rule.enabled,
+        }
+    )
+
+
+def render_event(event: AlertEvent) -> dict[str, Any]:
+    return without_none(
+        {
+            "id": event.id,
+            "rule_id": event.rule_id,
+            "name": free_text(event.rule_name),
+            "node": event.node_id,
+            "gpu": event.gpu_index,
+            "metric": event.metric,
+            "value": r1(event.value),
+            "when": f"{_CONDITION_SYMBOL[event.condition]} {event.threshold:g}",
+            "fired": iso(event.fired_at),
+            "resolved": iso(event.resolved_at),
+            "active": event.active,
+        }
+    )
+
+
+def render_alerts(rules: Sequence[AlertRule], events: Sequence[AlertEvent]) -> dict[str, Any]:
+    """The configured rules and the events firing now (newest first)."""
+    firing = [render_event(e) for e in sorted(events, key=lambda e: e.fired_at, reverse=True) if e.active]
+    header = {
+        "rules_count": len(rules),
+        "rules": [render_rule(rule) for rule in rules],
+        "firing_count": len(firing),
+    }
+
+    def build(shown: int) -> dict[str, Any]:
+        if shown == len(firing):
+            return {**header, "firing": firing}
+        return {
+            **header,
+            "truncated": f"showing {shown} of {len(firing)} firing alerts, newest first; "
+            "diagnose_cluster(node) or get_node_details(node_id) narrows to one node",
+            "firing": firing[:shown],
+        }
+
+    return fit_to_budget(build, len(firing))
+
+
+def render_alert_history(
+    events: Sequence[AlertEvent], limit: int, limit_note: str | None = None
+) -> dict[str, Any]:
+    """Recent alert events, active and resolved, newest first."""
+    ordered = sorted(events, key=lambda e: e.fired_at, reverse=True)[:limit]
+    rendered = [render_event(e) for e in ordered]
+    header = without_none(
+        {
+            "limit": limit,
+            "limit_note": limit_note,
+            "events_count": len(rendered),
+            "active_count": sum(1 for e in ordered if e.active),
+        }
+    )
+
+    def build(shown: int) -> dict[str, Any]:
+        if shown == len(rendered):
+            return {**header, "events": rendered}
+        return {
+            **header,
+            "truncated": f"showing the newest {shown} of {len(rendered)} events; pass a smaller limit",
+            "events": rendered[:shown],
+        }
+
+    return fit_to_budget(build, len(rendered))

@@ -1,0 +1,402 @@
+"""Current readings rendered for the model: cluster status, per-node summaries, one node in full.
+
+Why per-node summaries for the whole cluster: 64 nodes x 8 GPUs x 30 fields is a dump no model
+reads well. A node line carries what decides where to look next (utilisation, temperature and
+power min/avg/max, the hottest GPU, and anomalies stated with their numbers); the full detail of
+one node is one ``get_node_details`` call away.
+"""
+
+from __future__ import annotations
+
+from statistics import fmean
+from typing import Any, Callable, Sequence
+
+from gpudoc.tools.compact import fit_to_budget, free_text, hhmm, iso, r1, rint, without_none
+from gpudoc.tools.models import (
+    ClusterStatus,
+    GpuMetrics,
+    GpuModelSpec,
+    NodeMetrics,
+    SlurmJob,
+    SlurmNode,
+    clock_event_names,
+    spec_for_model_name,
+)
+
+#: Clock-event bits that are normal operation, not a symptom.
+BENIGN_CLOCK_EVENTS = frozenset({"gpu_idle", "sync_boost", "display_clocks"})
+
+#: Utilisation above which a narrowed PCIe link matters (an idle GPU may legitimately downshift).
+PCIE_UNDER_LOAD_UTIL_PCT = 20.0
+
+MAX_ANOMALIES_PER_NODE = 6
+MAX_XID_EVENTS_SHOWN = 5
+
+
+def render_cluster_status(status: ClusterStatus) -> dict[str, Any]:
+    slurm = status.slurm
+    return without_none(
+        {
+            "healthy": status.healthy,
+            "nodes": status.node_count,
+            "gpus": status.gpu_count,
+            "util_pct_avg": r1(status.avg_utilization_pct),
+            "temp_c_avg": r1(status.avg_temperature_c),
+            "mem_used_gb": r1(status.memory_used_gb),
+            "mem_total_gb": r1(status.memory_total_gb),
+            "slurm": None
+            if slurm is None
+            else {
+                "nodes": slurm.nodes_total,
+                "cpus_total": slurm.cpus_total,
+                "cpus_alloc": slurm.cpus_alloc,
+                "cpus_idle": slurm.cpus_idle,
+                "jobs_running": slurm.jobs_running,
+                "jobs_pending": slurm.jobs_pending,
+            },
+            "updated": iso(status.last_updated),
+        }
+    )
+
+
+def _stats(values: Sequence[float]) -> dict[str, float | None]:
+    return {"min": r1(min(values)), "avg": r1(fmean(values)), "max": r1(max(values))}
+
+
+def node_spec(node: NodeMetrics) -> GpuModelSpec | None:
+    return spec_for_model_name(node.gpus[0].model) if node.gpus else None
+
+
+def gpu_anomalies(gpu: GpuMetrics, spec: GpuModelSpec | None) -> list[str]:
+    """Facts about one GPU that deserve a look, each with its number; strongest first."""
+    tag = f"gpu-{gpu.index}"
+    found: list[str] = []
+    if gpu.stale:
+        seen = f" (last update {hhmm(gpu.last_seen)})" if gpu.last_seen else ""
+        found.append(f"{tag} stale: no fresh metrics{seen}")
+    if gpu.xid_events:
+        latest = max(gpu.xid_events, key=lambda event: event.timestamp)
+        found.append(f"{tag} XID {latest.xid} at {hhmm(latest.timestamp)}")
+    elif gpu.last_xid:
+        found.append(f"{tag} last XID {gpu.last_xid}")
+    if gpu.remap_failure:
+        found.append(f"{tag} row remap failure")
+    if gpu.uncorrectable_remapped_rows:
+        found.append(f"{tag} uncorrectable remapped rows {gpu.uncorrectable_remapped_rows}")
+    if gpu.remap_pending:
+        found.append(f"{tag} row remap pending (applies at next reset)")
+    if gpu.ecc_dbe_volatile:
+        found.append(f"{tag} double-bit ECC errors {gpu.ecc_dbe_volatile}")
+    if gpu.nvlink_links_down:
+        found.append(f"{tag} NVLink links down {gpu.nvlink_links_down}")
+    if spec is not None and gpu.temperature_c >= spec.max_operating_temp_c:
+        found.append(
+            f"{tag} {gpu.temperature_c:.1f} °C >= max operating {spec.max_operating_temp_c:.0f} °C"
+        )
+    if (
+        spec is not None
+        and gpu.memory_temperature_c is not None
+        and gpu.memory_temperature_c >= spec.memory_max_temp_c
+    ):
+        found.append(
+            f"{tag} memory {gpu.memory_temperature_c:.1f} °C >= max {spec.memory_max_temp_c:.0f} °C"
+        )
+    events = [name for name in clock_event_names(gpu.clock_event_reasons) if name not in BENIGN_CLOCK_EVENTS]
+    if events:
+        found.append(f"{tag} clock events {','.join(events)}")
+    if (
+        gpu.power_limit_w is not None
+        and gpu.default_power_limit_w is not None
+        and gpu.power_limit_w < gpu.default_power_limit_w
+    ):
+        found.append(
+            f"{tag} power limit {gpu.power_limit_w:.0f} W < default {gpu.default_power_limit_w:.0f} W"
+        )
+    if (
+        gpu.pcie_link_width is not None
+        and gpu.pcie_link_width_max is not None
+        and gpu.pcie_link_width < gpu.pcie_link_width_max
+        and gpu.utilization_pct >= PCIE_UNDER_LOAD_UTIL_PCT
+    ):
+        found.append(
+            f"{tag} PCIe x{gpu.pcie_link_width} of x{gpu.pcie_link_width_max} "
+            f"at {gpu.utilization_pct:.0f}% util"
+        )
+    return found
+
+
+def node_anomalies(node: NodeMetrics) -> list[str]:
+    if not node.reachable:
+        return ["node unreachable: its exporters stopped answering"]
+    spec = node_spec(node)
+    found = [item for gpu in node.gpus for item in gpu_anomalies(gpu, spec)]
+    for port in node.network or []:
+        if port.state_id != 4:
+            found.append(f"network {port.device}/{port.port} state {port.state_id} (4 = active)")
+        if port.link_downed_total:
+            found.append(f"network {port.device}/{port.port} link downed {port.link_downed_total} times")
+    return found
+
+
+def node_current_summary(node: NodeMetrics) -> dict[str, Any]:
+    """One node's current readings in one entry (stale GPUs are left out of the statistics)."""
+    entry: dict[str, Any] = {"node": node.node_id}
+    if node.hostname and node.hostname != node.node_id:
+        entry["host"] = node.hostname
+    entry["gpus"] = len(node.gpus)
+    live = [gpu for gpu in node.gpus if not gpu.stale] if node.reachable else []
+    if live:
+        entry["util_pct"] = _stats([g.utilization_pct for g in live])
+        entry["temp_c"] = _stats([g.temperature_c for g in live])
+        entry["power_w"] = _stats([g.power_w for g in live])
+        entry["mem_used_pct_avg"] = r1(
+            fmean(100.0 * g.memory_used_mib / g.memory_total_mib for g in live if g.memory_total_mib)
+            if any(g.memory_total_mib for g in live)
+            else None
+        )
+        hottest = max(live, key=lambda g: g.temperature_c)
+        entry["hottest"] = {"gpu": hottest.index, "temp_c": r1(hottest.temperature_c)}
+    anomalies = node_anomalies(node)
+    if anomalies:
+        shown = anomalies[:MAX_ANOMALIES_PER_NODE]
+        if len(anomalies) > MAX_ANOMALIES_PER_NODE:
+            shown.append(f"+{len(anomalies) - MAX_ANOMALIES_PER_NODE} more: get_node_details('{node.node_id}')")
+        entry["anomalies"] = shown
+    return without_none(entry)
+
+
+def _priority(entry: dict[str, Any]) -> tuple[float, ...]:
+    """Nodes with anomalies first (most first), then the hottest."""
+    return (-len(entry.get("anomalies", [])), -entry.get("temp_c", {}).get("max", 0.0))
+
+
+def render_current_metrics(nodes: Sequence[NodeMetrics]) -> dict[str, Any]:
+    """The whole cluster, one entry per node, within the output budget."""
+    entries = [node_current_summary(node) for node in nodes]
+    total_gpus = sum(len(node.gpus) for node in nodes)
+    live = [g for node in nodes if node.reachable for g in node.gpus if not g.stale]
+    header: dict[str, Any] = {
+        "time": iso(max((node.timestamp for node in nodes), default=None)),
+        "nodes": len(nodes),
+        "gpus": total_gpus,
+    }
+    if live:
+        header["cluster"] = {
+            "util_pct_avg": r1(fmean(g.utilization_pct for g in live)),
+            "temp_c_max": r1(max(g.temperature_c for g in live)),
+            "power_w_total": r1(sum(g.power_w for g in live)),
+        }
+    header["nodes_with_anomalies"] = sum(1 for e in entries if "anomalies" in e)
+    ranked = sorted(entries, key=_priority)
+
+    def build(shown: int) -> dict[str, Any]:
+        if shown == len(entries):
+            return {**header, "per_node": entries}
+        rest = ranked[shown:]
+        rest_temps = [e["temp_c"]["max"] for e in rest if "temp_c" in e]
+        return {
+            **header,
+            "truncated": (
+                f"showing {shown} of {len(entries)} nodes: nodes with anomalies first, then the "
+                f"hottest; the rest are summarised in not_shown. Use get_node_details(node_id) "
+                f"for one node or diagnose_cluster for problems."
+            ),
+            "per_node": ranked[:shown],
+            "not_shown": without_none(
+                {
+                    "nodes": len(rest),
+                    "with_anomalies": sum(1 for e in rest if "anomalies" in e),
+                    "temp_c_max": max(rest_temps) if rest_temps else None,
+                }
+            ),
+        }
+
+    return fit_to_budget(build, len(entries))
+
+
+# ---------------------------------------------------------------------------------------------
+# One node in full
+# ---------------------------------------------------------------------------------------------
+
+_Format = Callable[[Any], Any]
+
+
+def _xid_events(events: Any) -> list[dict[str, Any]]:
+    newest = sorted(events, key=lambda e: e.timestamp, reverse=True)[:MAX_XID_EVENTS_SHOWN]
+    return [
+        without_none(
+            {"xid": e.xid, "time": iso(e.timestamp), "msg": free_text(e.message) or None, "job": e.job_id}
+        )
+        for e in newest
+    ]
+
+
+#: Every GpuMetrics field: its key in the output and how its value is written.
+#: ``node_id`` and ``model`` are given once per node instead.
+GPU_FIELD_KEYS: dict[str, tuple[str, _Format]] = {
+    "index": ("gpu", int),
+    "uuid": ("uuid", str),
+    "pci_bus_id": ("pci", str),
+    "utilization_pct": ("util_pct", r1),
+    "memory_used_mib": ("mem_used_mib", rint),
+    "memory_total_mib": ("mem_total_mib", rint),
+    "temperature_c": ("temp_c", r1),
+    "power_w": ("power_w", r1),
+    "memory_util_pct": ("mem_util_pct", r1),
+    "memory_temperature_c": ("mem_temp_c", r1),
+    "power_limit_w": ("power_limit_w", r1),
+    "default_power_limit_w": ("default_power_limit_w", r1),
+    "sm_clock_mhz": ("sm_clock_mhz", rint),
+    "mem_clock_mhz": ("mem_clock_mhz", rint),
+    "clock_event_reasons": ("clock_events", clock_event_names),
+    "last_xid": ("last_xid", int),
+    "xid_events": ("xids", _xid_events),
+    "correctable_remapped_rows": ("corr_remapped_rows", int),
+    "uncorrectable_remapped_rows": ("uncorr_remapped_rows", int),
+    "remap_pending": ("remap_pending", bool),
+    "remap_failure": ("remap_failure", bool),
+    "ecc_sbe_volatile": ("ecc_sbe_volatile", int),
+    "ecc_dbe_volatile": ("ecc_dbe_volatile", int),
+    "pcie_link_gen": ("pcie_gen", int),
+    "pcie_link_gen_max": ("pcie_gen_max", int),
+    "pcie_link_width": ("pcie_width", int),
+    "pcie_link_width_max": ("pcie_width_max", int),
+    "pcie_replay_count": ("pcie_replays", int),
+    "nvlink_error_count": ("nvlink_errors", int),
+    "nvlink_links_down": ("nvlink_links_down", int),
+    "nvlink_bandwidth_gbps": ("nvlink_bw_gbps", r1),
+    "job_id": ("job", str),
+    "stale": ("stale", bool),
+    "last_seen": ("last_seen", iso),
+}
+GPU_FIELDS_PER_NODE = frozenset({"node_id", "model"})
+
+#: Configuration fields written once per node when every GPU has the same value; a GPU that
+#: differs (a lowered power limit, a narrower link) keeps its own value and so stands out.
+SHARED_CONFIG_KEYS = ("mem_total_mib", "power_limit_w", "default_power_limit_w", "pcie_gen_max", "pcie_width_max")
+
+
+def gpu_details(gpu: GpuMetrics, node_model: str | None) -> dict[str, Any]:
+    """Every field the source reported for one GPU; ``None`` fields omitted, ``stale`` only when true."""
+    out: dict[str, Any] = {}
+    for attribute, (key, fmt) in GPU_FIELD_KEYS.items():
+        value = getattr(gpu, attribute)
+        if value is None or (attribute == "stale" and not value):
+            continue
+        out[key] = fmt(value)
+    if gpu.model != node_model:
+        out["model"] = gpu.model
+    return out
+
+
+def slurm_node_for(node: NodeMetrics, slurm_nodes: Sequence[SlurmNode]) -> SlurmNode | None:
+    """The Slurm node of a metrics node: Slurm names nodes by node id or by hostname."""
+    for candidate in slurm_nodes:
+        if candidate.name in (node.node_id, node.hostname):
+            return candidate
+    return None
+
+
+def render_slurm_node(slurm_node: SlurmNode) -> dict[str, Any]:
+    return without_none(
+        {
+            "state": slurm_node.state,
+            "sinfo": slurm_node.sinfo_state,
+            "reason": free_text(slurm_node.reason),
+            "reason_since": iso(slurm_node.reason_set_at),
+            "gpus_total": slurm_node.gpus_total,
+            "gpus_alloc": slurm_node.gpus_alloc,
+            "cpus_alloc": slurm_node.cpus_alloc,
+            "cpus_total": slurm_node.cpus_total,
+            "partitions": slurm_node.partitions or None,
+        }
+    )
+
+
+def render_job_on_node(job: SlurmJob, slurm_name: str) -> dict[str, Any]:
+    return without_none(
+        {
+            "id": job.job_id,
+            "name": free_text(job.name),
+            "user": job.user,
+            "state": job.state,
+            "gpus_here": job.gpu_indices.get(slurm_name),
+            "started": iso(job.start_time),
+        }
+    )
+
+
+def render_node_details(
+    node: NodeMetrics,
+    slurm_node: SlurmNode | None,
+    jobs: Sequence[SlurmJob] | None,
+    slurm_note: str | None = None,
+) -> dict[str, Any]:
+    """One node: every GPU with all its fields, the model's limits, its Slurm state and jobs."""
+    model = node.gpus[0].model if node.gpus else None
+    spec = node_spec(node)
+    payload: dict[str, Any] = {"node": node.node_id}
+    if node.hostname != node.node_id:
+        payload["host"] = node.hostname
+    payload["time"] = iso(node.timestamp)
+    if not node.reachable:
+        payload["reachable"] = False
+    if model:
+        payload["model"] = model
+    if spec is not None:
+        payload["limits"] = {
+            "max_operating_c": spec.max_operating_temp_c,
+            "slowdown_c": spec.slowdown_temp_c,
+            "shutdown_c": spec.shutdown_temp_c,
+            "mem_max_c": spec.memory_max_temp_c,
+            "power_limit_w": spec.power_limit_w,
+        }
+    if node.driver_version:
+        payload["driver"] = node.driver_version
+    anomalies = node_anomalies(node)
+    if anomalies:
+        payload["anomalies"] = anomalies
+    gpus = [gpu_details(gpu, model) for gpu in node.gpus]
+    shared = {
+        key: gpus[0][key]
+        for key in SHARED_CONFIG_KEYS
+        if gpus and key in gpus[0] and all(g.get(key) == gpus[0][key] for g in gpus)
+    }
+    if len(gpus) > 1 and shared:
+        payload["same_for_all_gpus"] = shared
+        gpus = [{k: v for k, v in g.items() if k not in shared} for g in gpus]
+    payload["gpus"] = gpus
+    if node.network:
+        payload["network"] = [
+            without_none(
+                {
+                    "device": p.device,
+                    "port": p.port,
+                    "state": p.state_id,
+                    "link_downed": p.link_downed_total,
+                    "rate_gbps": r1(p.rate_gbps),
+                }
+            )
+            for p in node.network
+        ]
+    if slurm_node is not None:
+        payload["slurm"] = render_slurm_node(slurm_node)
+        if jobs is not None:
+            on_node = [j for j in jobs if slurm_node.name in j.nodes and j.state in ("RUNNING", "COMPLETING")]
+            payload["jobs"] = [render_job_on_node(j, slurm_node.name) for j in on_node]
+    elif slurm_note:
+        payload["slurm"] = slurm_note
+
+    jobs_list: list[Any] = payload.get("jobs", [])
+
+    def build(shown: int) -> dict[str, Any]:
+        if shown == len(jobs_list):
+            return payload
+        return {
+            **payload,
+            "jobs": jobs_list[:shown],
+            "truncated": f"showing {shown} of {len(jobs_list)} jobs on this node; "
+            f"get_slurm_jobs(node='{node.node_id}') lists them with filters",
+        }
+
+    return fit_to_budget(build, len(jobs_list))

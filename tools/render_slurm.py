@@ -1,0 +1,229 @@
+"""The scheduler's view rendered for the model: node states, queue, and filtered job lists.
+
+Why grouped by state: "why are jobs pending?" is answered by the drained and down nodes with
+their reasons next to the pending reasons, not by a row per node. Job names and node reasons are
+written by users and admins; they stay in labelled fields (``name``, ``reason``), cleaned and
+cut short, so they are read as data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any, Sequence, get_args
+
+from gpudoc.tools.compact import fit_to_budget, free_text, iso, without_none
+from gpudoc.tools.models import JobState, SlurmJob, SlurmNode, SlurmSnapshot
+
+JOB_STATES: tuple[str, ...] = get_args(JobState)
+
+#: squeue's short codes, so "PD" or "r" work as well as "pending".
+JOB_STATE_CODES: dict[str, str] = {
+    "PD": "PENDING",
+    "R": "RUNNING",
+    "CG": "COMPLETING",
+    "CD": "COMPLETED",
+    "CA": "CANCELLED",
+    "F": "FAILED",
+    "TO": "TIMEOUT",
+    "NF": "NODE_FAIL",
+    "PR": "PREEMPTED",
+    "OOM": "OUT_OF_MEMORY",
+    "RQ": "REQUEUED",
+}
+
+#: Order of job states in a listing: what is happening now first.
+_STATE_ORDER = {state: rank for rank, state in enumerate(("RUNNING", "PENDING", "COMPLETING"))}
+
+_TRAILING_NUMBER = re.compile(r"^(.*?)(\d+)$")
+
+
+def normalise_job_state(raw: str) -> str:
+    """``"running"``, ``"R"``, ``"Pending"`` -> the Slurm state name; ``ValueError`` listing valid ones."""
+    key = raw.strip().upper().replace(" ", "_").replace("-", "_")
+    if key in JOB_STATES:
+        return key
+    if key in JOB_STATE_CODES:
+        return JOB_STATE_CODES[key]
+    if key == "CANCELED":
+        return "CANCELLED"
+    raise ValueError(
+        f"unknown job state '{raw}'; use one of {', '.join(JOB_STATES)} "
+        f"(or squeue codes {', '.join(JOB_STATE_CODES)})"
+    )
+
+
+def hostlist(names: Sequence[str]) -> str:
+    """Slurm's compressed form of a node list: ``node-[0-3,7],login``."""
+    numbered: dict[tuple[str, int], set[int]] = {}
+    plain: list[str] = []
+    for name in names:
+        match = _TRAILING_NUMBER.match(name)
+        if match is None:
+            plain.append(name)
+            continue
+        digits = match.group(2)
+        width = len(digits) if digits.startswith("0") and len(digits) > 1 else 0
+        numbered.setdefault((match.group(1), width), set()).add(int(digits))
+    parts: list[str] = []
+    for (prefix, width), numbers in numbered.items():
+        ordered = sorted(numbers)
+        runs: list[tuple[int, int]] = []
+        for number in ordered:
+            if runs and number == runs[-1][1] + 1:
+                runs[-1] = (runs[-1][0], number)
+            else:
+                runs.append((number, number))
+        text = ",".join(
+            str(a).zfill(width) if a == b else f"{str(a).zfill(width)}-{str(b).zfill(width)}"
+            for a, b in runs
+        )
+        single = len(runs) == 1 and runs[0][0] == runs[0][1]
+        parts.append(f"{prefix}{text}" if single else f"{prefix}[{text}]")
+    return ",".join(parts + plain)
+
+
+def _is_problem(node: SlurmNode) -> bool:
+    return node.is_down or node.is_drained or node.base_state in ("ERROR", "UNKNOWN") or any(
+        flag in node.flags for flag in ("FAIL", "NOT_RESPONDING", "MAINTENANCE")
+    )
+
+
+def render_slurm_status(snapshot: SlurmSnapshot) -> dict[str, Any]:
+    """Node states (grouped), problem nodes with reasons, GPU/CPU allocation, queue, partitions."""
+    by_state: dict[str, list[str]] = {}
+    for node in snapshot.nodes:
+        by_state.setdefault(node.sinfo_state, []).append(node.name)
+    problems = [
+        without_none(
+            {
+                "node": node.name,
+                "state": node.state,
+                "reason": free_text(node.reason),
+                "since": iso(node.reason_set_at),
+            }
+        )
+        for node in snapshot.nodes
+        if _is_problem(node)
+    ]
+    gpus_alloc = [n.gpus_alloc for n in snapshot.nodes if n.gpus_alloc is not None]
+    payload: dict[str, Any] = {
+        "time": iso(snapshot.timestamp),
+        "nodes": len(snapshot.nodes),
+        "state_counts": {state: len(names) for state, names in by_state.items()},
+        "nodes_by_state": by_state,
+        "problem_nodes": problems,
+        "gpus": without_none(
+            {
+                "total": sum(n.gpus_total for n in snapshot.nodes),
+                "alloc": sum(gpus_alloc) if gpus_alloc else None,
+            }
+        ),
+        "cpus": {
+            "total": sum(n.cpus_total for n in snapshot.nodes),
+            "alloc": sum(n.cpus_alloc for n in snapshot.nodes),
+        },
+        "queue": snapshot.queue.model_dump(),
+    }
+    if snapshot.jobs is not None:
+        reasons = Counter(
+            (job.pending_reason or "None") for job in snapshot.jobs if job.state == "PENDING"
+        )
+        if reasons:
+            payload["pending_reasons"] = {free_text(k, 60) or "None": v for k, v in reasons.most_common()}
+    else:
+        payload["jobs_note"] = "this source has no Slurm job list; queue holds counts only"
+    if snapshot.partitions:
+        payload["partitions"] = [
+            {"name": p.name, "state": p.state, "nodes": len(p.nodes), "gpus": p.total_gpus}
+            for p in snapshot.partitions
+        ]
+
+    def build(shown: int) -> dict[str, Any]:
+        if shown == len(problems):
+            return payload
+        return {
+            **payload,
+            "nodes_by_state": {state: hostlist(names) for state, names in by_state.items()},
+            "problem_nodes": problems[:shown],
+            "truncated": f"node lists in Slurm hostlist form (node-[0-3] = node-0..node-3); showing "
+            f"{shown} of {len(problems)} problem nodes; get_node_details(node_id) shows one node",
+        }
+
+    return fit_to_budget(build, len(problems))
+
+
+def _job_sort_key(job: SlurmJob) -> tuple[Any, ...]:
+    rank = _STATE_ORDER.get(job.state, len(_STATE_ORDER))
+    newest = -(job.end_time or job.start_time or job.submit_time).timestamp()
+    number = int(job.job_id) if job.job_id.isdigit() else 0
+    return (rank, newest if rank == len(_STATE_ORDER) else number, job.job_id)
+
+
+def render_job(job: SlurmJob, snapshot_time: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": job.job_id,
+        "name": free_text(job.name),
+        "user": job.user,
+        "partition": job.partition,
+        "state": job.state,
+        "reason": free_text(job.pending_reason, 60),
+        "nodes": job.nodes or None,
+        "gpus": job.gpus,
+        "gpu_idx": job.gpu_indices or None,
+        "submitted": iso(job.submit_time),
+        "started": iso(job.start_time),
+        "ended": iso(job.end_time),
+        "exit_code": job.exit_code,
+    }
+    if job.state == "PENDING":
+        entry["waiting_min"] = round((snapshot_time - job.submit_time).total_seconds() / 60)
+    elif job.state == "RUNNING" and job.start_time is not None:
+        entry["running_min"] = round((snapshot_time - job.start_time).total_seconds() / 60)
+    return without_none(entry)
+
+
+def render_slurm_jobs(
+    snapshot: SlurmSnapshot,
+    jobs: Sequence[SlurmJob],
+    *,
+    state: str | None = None,
+    node: str | None = None,
+    user: str | None = None,
+) -> dict[str, Any]:
+    """Jobs matching all given filters (state already normalised, node a Slurm node name).
+
+    ``jobs`` is the snapshot's job list, passed separately because sources without one
+    (``snapshot.jobs is None``) are answered by the caller before any filtering.
+    """
+    filters = without_none({"state": state, "node": node, "user": user})
+    matched = [
+        job
+        for job in jobs
+        if (state is None or job.state == state)
+        and (node is None or node in job.nodes)
+        and (user is None or job.user.lower() == user.strip().lower())
+    ]
+    matched.sort(key=_job_sort_key)
+    header: dict[str, Any] = {
+        "time": iso(snapshot.timestamp),
+        "filters": filters,
+        "matched": len(matched),
+        "by_state": dict(Counter(job.state for job in matched).most_common()),
+    }
+    if not matched and user is not None and not any(j.user.lower() == user.strip().lower() for j in jobs):
+        users = sorted({job.user for job in jobs})
+        header["note"] = f"no jobs of user '{free_text(user, 40)}'; users with jobs: {', '.join(users)}"
+    rendered = [render_job(job, snapshot.timestamp) for job in matched]
+
+    def build(shown: int) -> dict[str, Any]:
+        if shown == len(rendered):
+            return {**header, "jobs": rendered}
+        return {
+            **header,
+            "truncated": f"showing {shown} of {len(rendered)} jobs (running, then pending, then "
+            "the most recent others); narrow with state, node or user",
+            "jobs": rendered[:shown],
+        }
+
+    return fit_to_budget(build, len(rendered))

@@ -1,0 +1,207 @@
+"""Alert rules in GPU Watchdog's form, and an evaluator that really runs them over the series.
+
+Why evaluate rather than script events: the alert history must agree with the metrics (an
+alert fires ``duration_seconds`` after its condition started to hold and resolves on the first
+scrape where it no longer holds), for any scenario at any place, and keep doing so as a
+realtime clock moves on.
+
+Metrics the rules can name (per GPU unless marked):
+``temperature_c``, ``memory_temperature_c``, ``power_w``, ``allocated_utilization_pct`` (only
+GPUs held by a job), ``thermal_slowdown`` / ``hw_power_brake`` (1 when those clock-event bits
+are set), ``correctable_remapped_rows``, ``uncorrectable_remapped_rows``, ``remap_failure``,
+``nvlink_links_down``, ``pcie_replay_increase_5m``; exporter-side (present while the node
+answers, even for a stale GPU): ``xid_count_5m``, ``xid_fatal_count_5m``, ``gpu_scrape_age_s``;
+node-level: ``node_reachable`` (Prometheus ``up``), ``ib_link_downed_increase_10m``.
+A GPU series that stopped (stale, host down) has no value, so its alerts resolve, as in
+Prometheus; the staleness itself is what ``gpu_scrape_age_s`` and ``node_reachable`` catch.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from gpudoc.tools.models import AlertEvent, AlertRule, ClockEventReason, GpuModelSpec
+from gpudoc.tools.sim.baseline import SCRAPE_S, Columns
+from gpudoc.tools.sim.telemetry import CHUNK, Telemetry
+from gpudoc.tools.sim.topology import IB_PORTS, Topology, node_id
+
+#: XIDs domain.md §2 classes as fatal (the GPU needs a reset or worse).
+FATAL_XIDS = frozenset({48, 61, 62, 64, 74, 79, 95, 109, 119, 120})
+#: Rules whose active events make the cluster unhealthy (``cluster_status().healthy``).
+CRITICAL_RULES = frozenset({"gpu-xid-fatal", "gpu-uncorrectable-rows", "gpu-row-remap-failure", "gpu-nvlink-down",
+                            "gpu-stale", "node-unreachable", "node-ib-flapping"})
+NODE_METRICS = frozenset({"node_reachable", "ib_link_downed_increase_10m"})
+LOOKBACK = 40  # buckets of history the rate-style metrics need (10 minutes)
+_THERMAL_BITS = int(ClockEventReason.SW_THERMAL | ClockEventReason.HW_THERMAL)
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "gt": lambda v, t: v > t, "lt": lambda v, t: v < t, "eq": lambda v, t: v == t,
+    "gte": lambda v, t: v >= t, "lte": lambda v, t: v <= t,
+}
+
+
+def default_rules(spec: GpuModelSpec, created_at: datetime) -> list[AlertRule]:
+    """The rule set a GPU Watchdog operator would start from, with thresholds from the GPU's limits."""
+    rows = [
+        ("gpu-temp-high", "GPU temperature high", "temperature_c", "gt", spec.max_operating_temp_c, 60),
+        ("gpu-mem-temp-high", "GPU memory temperature high", "memory_temperature_c", "gt", spec.memory_max_temp_c - 10, 60),
+        ("gpu-power-near-limit", "GPU power near limit", "power_w", "gt", round(spec.power_limit_w * 0.95), 120),
+        ("gpu-thermal-slowdown", "GPU thermal slowdown", "thermal_slowdown", "eq", 1, 60),
+        ("gpu-power-brake", "GPU hardware power brake", "hw_power_brake", "eq", 1, 30),
+        ("gpu-allocated-idle", "Allocated GPU idle", "allocated_utilization_pct", "lt", 1, 600),
+        ("gpu-xid", "GPU XID error", "xid_count_5m", "gt", 0, 0),
+        ("gpu-xid-fatal", "Fatal GPU XID error", "xid_fatal_count_5m", "gt", 0, 0),
+        ("gpu-uncorrectable-rows", "Uncorrectable remapped rows", "uncorrectable_remapped_rows", "gt", 0, 0),
+        ("gpu-row-remap-failure", "Row remap failure", "remap_failure", "eq", 1, 0),
+        ("gpu-correctable-rows", "Correctable remapped rows accumulating", "correctable_remapped_rows", "gte", 4, 0),
+        ("gpu-nvlink-down", "NVLink links down", "nvlink_links_down", "gt", 0, 60),
+        ("gpu-pcie-replays", "PCIe replays rising", "pcie_replay_increase_5m", "gt", 100, 0),
+        ("gpu-stale", "GPU metrics stale", "gpu_scrape_age_s", "gt", 60, 0),
+        ("node-unreachable", "Node unreachable", "node_reachable", "eq", 0, 60),
+        ("node-ib-flapping", "InfiniBand link flapping", "ib_link_downed_increase_10m", "gt", 0, 0),
+    ]
+    return [AlertRule(id=rid, name=name, metric=metric, condition=cond, threshold=float(threshold),  # type: ignore[arg-type]
+                      duration_seconds=duration, created_at=created_at, updated_at=created_at)
+            for rid, name, metric, cond, threshold, duration in rows]
+
+
+@dataclass
+class _RuleState:
+    pending_since: int | None = None
+    event: AlertEvent | None = None
+
+
+def _concat(chunks: list[Columns], names: tuple[str, ...]) -> Columns:
+    return {name: [v for c in chunks for v in c[name]] for name in names}
+
+
+class AlertEvaluator:
+    """Walks the simulated scrapes in time order and keeps the rules' firing state."""
+
+    def __init__(self, rules: list[AlertRule], telemetry: Telemetry, topo: Topology, start_bucket: int):
+        self.rules = [r for r in rules if r.enabled]
+        self.telemetry, self.topo = telemetry, topo
+        self.done = start_bucket - 1
+        self.events: list[AlertEvent] = []
+        self._state: dict[tuple[str, int, int | None], _RuleState] = {}
+
+    def history(self, upto_bucket: int, limit: int) -> list[AlertEvent]:
+        """Events fired up to ``upto_bucket``, newest first (active and resolved)."""
+        self.advance_to(upto_bucket)
+        ordered = sorted(self.events, key=lambda e: (e.fired_at, e.id), reverse=True)
+        return [e.model_copy() for e in ordered[:max(0, limit)]]
+
+    def advance_to(self, bucket: int) -> None:
+        if bucket <= self.done:
+            return
+        first, last = self.done + 1, bucket
+        frame_first = first - LOOKBACK
+        chunks = range(frame_first // CHUNK, last // CHUNK + 1)
+        offset = first - chunks[0] * CHUNK  # position of ``first`` in the concatenated columns
+        count = last - first + 1
+        gpu_rules = [r for r in self.rules if r.metric not in NODE_METRICS]
+        node_rules = [r for r in self.rules if r.metric in NODE_METRICS]
+        for node in range(self.topo.nodes):
+            ncols = _concat([self.telemetry.node_chunk(node, c) for c in chunks],
+                            ("reachable", *(f"ib_downed_{k}" for k in range(IB_PORTS))))
+            for rule in node_rules:
+                if rule.node_filter and not fnmatch.fnmatch(node_id(node), rule.node_filter):
+                    continue
+                self._run(rule, node, None, self._node_values(rule.metric, ncols, offset, count), first)
+            reachable = ncols["reachable"]
+            for gpu in range(self.topo.gpus_per_node):
+                cols = _concat([self.telemetry.gpu_chunk(node, gpu, c) for c in chunks], _GPU_NAMES)
+                for rule in gpu_rules:
+                    if rule.node_filter and not fnmatch.fnmatch(node_id(node), rule.node_filter):
+                        continue
+                    values = self._gpu_values(rule.metric, node, gpu, cols, reachable, offset, count, first)
+                    self._run(rule, node, gpu, values, first)
+        self.done = last
+
+    # ---- metric extraction -------------------------------------------------------------
+    def _node_values(self, metric: str, cols: Columns, offset: int, count: int) -> list[float | None]:
+        if metric == "node_reachable":
+            return [1.0 if r else 0.0 for r in cols["reachable"][offset:offset + count]]
+        total = [sum(cols[f"ib_downed_{k}"][i] for k in range(IB_PORTS)) for i in range(len(cols["reachable"]))]
+        return [float(total[i] - total[i - LOOKBACK]) if cols["reachable"][i] else None
+                for i in range(offset, offset + count)]
+
+    def _gpu_values(self, metric: str, node: int, gpu: int, cols: Columns, reachable: list[bool],
+                    offset: int, count: int, first: int) -> list[float | None]:
+        tel = self.telemetry
+        ends = tel.life(node, gpu).ends_at
+        rel = [tel.rel(first + k) for k in range(count)]
+        up = [reachable[offset + k] for k in range(count)]
+        if metric in ("xid_count_5m", "xid_fatal_count_5m", "gpu_scrape_age_s"):
+            if metric == "gpu_scrape_age_s":
+                stale = tel.life(node, gpu).stale_since
+                last_seen = None if stale is None else tel.rel(tel.last_bucket_before(stale))
+                return [None if not up[k] else (0.0 if last_seen is None or rel[k] < stale  # type: ignore[operator]
+                                                else rel[k] - last_seen) for k in range(count)]
+            records = [r for r in tel.xids(node, gpu) if metric == "xid_count_5m" or r.xid in FATAL_XIDS]
+            return [None if not up[k] else float(sum(rel[k] - 300 < r.t <= rel[k] for r in records))
+                    for k in range(count)]
+        present = [ends is None or rel[k] < ends for k in range(count)]
+        window = range(offset, offset + count)
+        if metric == "allocated_utilization_pct":
+            raw = [cols["util"][i] if cols["job_id"][i] is not None else None for i in window]
+        elif metric == "thermal_slowdown":
+            raw = [1.0 if cols["clock_events"][i] & _THERMAL_BITS else 0.0 for i in window]
+        elif metric == "hw_power_brake":
+            raw = [1.0 if cols["clock_events"][i] & ClockEventReason.HW_POWER_BRAKE else 0.0 for i in window]
+        elif metric == "pcie_replay_increase_5m":
+            c = cols["pcie_replay"]
+            raw = [float(c[i] - c[i - 20]) for i in window]
+        elif metric in _DIRECT:
+            c = cols[_DIRECT[metric]]
+            raw = [float(c[i]) for i in window]
+        else:
+            raise ValueError(f"alert rule metric '{metric}' is not one the simulator evaluates")
+        return [v if present[k] else None for k, v in enumerate(raw)]
+
+    # ---- the state machine -------------------------------------------------------------
+    def _run(self, rule: AlertRule, node: int, gpu: int | None, values: list[float | None], first: int) -> None:
+        key = (rule.id, node, gpu)
+        state = self._state.get(key)
+        compare = _COMPARE[rule.condition]
+        threshold = rule.threshold
+        if state is None and not any(v is not None and compare(v, threshold) for v in values):
+            return
+        state = state or self._state.setdefault(key, _RuleState())
+        need = rule.duration_seconds
+        for k, value in enumerate(values):
+            bucket = first + k
+            holds = value is not None and compare(value, threshold)
+            if not holds:
+                if state.event is not None:
+                    state.event.resolved_at = self.telemetry.stamp(bucket)
+                state.pending_since, state.event = None, None
+                continue
+            if state.pending_since is None:
+                state.pending_since = bucket
+            if state.event is None and (bucket - state.pending_since) * SCRAPE_S >= need:
+                state.event = self._fire(rule, node, gpu, value, bucket)  # type: ignore[arg-type]
+
+    def _fire(self, rule: AlertRule, node: int, gpu: int | None, value: float, bucket: int) -> AlertEvent:
+        digest = hashlib.sha1(f"{rule.id}|{node}|{gpu}|{bucket}".encode()).hexdigest()[:12]
+        event = AlertEvent(id=f"evt-{digest}", rule_id=rule.id, rule_name=rule.name, node_id=node_id(node),
+                           gpu_index=gpu, metric=rule.metric, value=round(value, 2), threshold=rule.threshold,
+                           condition=rule.condition, fired_at=self.telemetry.stamp(bucket))
+        self.events.append(event)
+        return event
+
+
+_DIRECT = {
+    "temperature_c": "temp", "memory_temperature_c": "mem_temp", "power_w": "power",
+    "correctable_remapped_rows": "corr_rows", "uncorrectable_remapped_rows": "uncorr_rows",
+    "remap_failure": "remap_failure", "nvlink_links_down": "nvlink_down",
+}
+_GPU_NAMES = ("util", "job_id", "clock_events", "pcie_replay", *sorted(set(_DIRECT.values())))
+
+
+def rules_created_at(anchor: datetime) -> datetime:
+    """Rules exist long before any scenario: stamp them 90 days before the anchor."""
+    return anchor - timedelta(days=90)

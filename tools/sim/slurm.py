@@ -1,0 +1,90 @@
+"""The scheduler's view of the simulated cluster at a moment: nodes, jobs, partitions, queue.
+
+Why derived from the job plan: node states, ``gres_used`` and the queue must agree with which
+GPUs the telemetry shows busy, so all of them read the same plan at the same time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from gpudoc.tools.models import QueueCounts, SlurmJob, SlurmNode, SlurmPartition, SlurmSnapshot
+from gpudoc.tools.sim.faults import Fault, NodeCondition
+from gpudoc.tools.sim.plan import JobPlan, PlannedJob
+from gpudoc.tools.sim.topology import PARTITION_MAX_MINUTES, Topology, node_id
+
+_MEM_PER_GPU_MB = 120_000
+_FAILED = {"FAILED", "NODE_FAIL", "TIMEOUT", "OUT_OF_MEMORY"}
+
+
+def index_ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"``, as Slurm prints GPU indices."""
+    parts: list[str] = []
+    for i in sorted(indices):
+        if parts and i == int(parts[-1].split("-")[-1]) + 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{i}"
+        else:
+            parts.append(str(i))
+    return ",".join(parts)
+
+
+class SlurmView:
+    """Builds ``SlurmSnapshot``s from the plan and the faults' node conditions."""
+
+    def __init__(self, topo: Topology, plan: JobPlan, faults: list[Fault], at_rel):
+        self.topo, self.plan, self.faults, self.at_rel = topo, plan, faults, at_rel
+
+    def conditions(self, node: int, t: float) -> list[NodeCondition]:
+        return [c for f in self.faults if (c := f.condition(node)) is not None and c.since <= t]
+
+    def node(self, node: int, t: float) -> SlurmNode:
+        topo = self.topo
+        gpus: list[int] = []
+        cpus = mem = 0
+        for job in self.plan.jobs_on(node, t):
+            held = job.alloc[node]
+            gpus.extend(held)
+            cpus += len(held) * (topo.cpus_per_node // topo.gpus_per_node)
+            mem += len(held) * _MEM_PER_GPU_MB
+        base = "IDLE" if not gpus else ("ALLOCATED" if len(gpus) >= topo.gpus_per_node else "MIXED")
+        flags: list[str] = []
+        reason, reason_at = None, None
+        for cond in self.conditions(node, t):
+            base = cond.base or base
+            flags.extend(f for f in cond.flags if f not in flags)
+            reason, reason_at = cond.reason, self.at_rel(cond.since)
+        return SlurmNode(
+            name=node_id(node), state=[base, *flags], reason=reason, reason_set_at=reason_at,
+            cpus_total=topo.cpus_per_node, cpus_alloc=cpus, memory_total_mb=topo.memory_per_node_mb,
+            memory_alloc_mb=mem, gpus_total=topo.gpus_per_node, gpus_alloc=len(gpus),
+            gres_used=f"gpu:{topo.gres_name}:{len(gpus)}(IDX:{index_ranges(gpus) if gpus else 'N/A'})",
+            partitions=topo.node_partitions(node),
+        )
+
+    def job(self, job: PlannedJob, t: float) -> SlurmJob:
+        state = job.state_at(t)
+        ended = state not in ("PENDING", "RUNNING")
+        return SlurmJob(
+            job_id=job.job_id, name=job.name, user=job.user, partition=job.partition, state=state,  # type: ignore[arg-type]
+            pending_reason=job.pending_reason if state == "PENDING" else None,
+            nodes=[node_id(n) for n in sorted(job.alloc)] if state != "PENDING" else [],
+            gpus=job.gpus, gpu_indices={node_id(n): list(g) for n, g in sorted(job.alloc.items())} if state != "PENDING" else {},
+            submit_time=self.at_rel(job.submit), start_time=self.at_rel(job.start) if state != "PENDING" and job.start is not None else None,
+            end_time=self.at_rel(job.end) if ended and job.end is not None else None,
+            exit_code=job.exit_code if ended else None,
+        )
+
+    def snapshot(self, t: float, now: datetime) -> SlurmSnapshot:
+        jobs = [self.job(j, t) for j in sorted(self.plan.jobs, key=lambda j: int(j.job_id)) if j.submit <= t]
+        queue = QueueCounts(
+            pending=sum(j.state == "PENDING" for j in jobs), running=sum(j.state == "RUNNING" for j in jobs),
+            completed=sum(j.state == "COMPLETED" for j in jobs), failed=sum(j.state in _FAILED for j in jobs),
+            cancelled=sum(j.state == "CANCELLED" for j in jobs),
+        )
+        partitions = [
+            SlurmPartition(name=name, nodes=[node_id(n) for n in members], total_gpus=len(members) * self.topo.gpus_per_node,
+                           max_time_minutes=PARTITION_MAX_MINUTES[name])
+            for name, members in self.topo.partitions().items()
+        ]
+        return SlurmSnapshot(nodes=[self.node(n, t) for n in range(self.topo.nodes)], jobs=jobs,
+                             partitions=partitions, queue=queue, timestamp=now)

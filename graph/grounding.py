@@ -17,7 +17,7 @@ from typing import Iterable
 # Things that contain digits but are not quantities; removed before numbers are read.
 _NOT_QUANTITIES = [
     re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"),  # dates
-    re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?\b"),  # clock times
+    re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?(?!\d)"),  # clock times, also "11:53Z"
     re.compile(r"(?m)^\s*(?:[-*]\s+)?\d{1,2}[.)](?=\s)"),  # list ordinals "1." "2)"
     re.compile(r"[A-Za-z_][A-Za-z_]*[-_/#]?\d+(?:[-_/]\d+)*", re.ASCII),  # ids: node-3, gpu_5, A100, x16
 ]

@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from langchain_core.callbacks import BaseCallbackHandler
 from langserve import add_routes
+from sse_starlette.sse import AppStatus
 
 from gpudoc import __version__
 from gpudoc.config import Settings
@@ -127,6 +128,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # sse-starlette 1.x (the series LangServe requires) keeps one process-wide shutdown event,
+        # bound to the first event loop that streamed; a later loop (a restarted app in the same
+        # process) would fail on it. Start each app with a fresh one.
+        AppStatus.should_exit_event = None
         async with AsyncExitStack() as stack:
             cluster = source
             if cluster is None:

@@ -311,8 +311,8 @@ def test_jobs_pending_while_a_node_sits_drained():
     result = only(analyze(facts))
 
     assert (result.severity, result.subject, result.rule) == ("warning", "node-3", "sched.pending_on_unavailable_nodes")
-    assert result.evidence[:2] == ['node-3 IDLE+DRAIN, reason "admin: cable check", holds 8 GPUs out of service',
-                                   "pending: 3001, 3002; 16 GPUs requested"]
+    assert result.evidence == ["node-3 drained: 8 GPUs closed to new jobs", "pending: 3001, 3002; 16 GPUs requested",
+                               'Slurm state IDLE+DRAIN (drained), reason "admin: cable check"']
 
 
 def test_qos_limits_are_info():

@@ -6,7 +6,6 @@ import json
 
 import openai
 import httpx
-import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from gpudoc.config import Settings

@@ -82,8 +82,15 @@ def job(job_id: str, state: str = "RUNNING", **overrides: object) -> SlurmJob:
 
 def slurm_node(name: str, state: list[str], reason: str | None = None) -> SlurmNode:
     return SlurmNode(
-        name=name, state=state, reason=reason, cpus_total=128, cpus_alloc=64,
-        memory_total_mb=1_000_000, memory_alloc_mb=500_000, gpus_total=8, gpus_alloc=4,
+        name=name,
+        state=state,
+        reason=reason,
+        cpus_total=128,
+        cpus_alloc=64,
+        memory_total_mb=1_000_000,
+        memory_alloc_mb=500_000,
+        gpus_total=8,
+        gpus_alloc=4,
     )
 
 
@@ -101,14 +108,17 @@ def test_cluster_view_summarises_each_node_with_rounded_stats_and_anomalies() ->
             gpu(1, 0),
             gpu(1, 1, stale=True, last_seen=NOW - timedelta(minutes=9), last_xid=79),
             gpu(1, 2, temperature_c=88.26, clock_event_reasons=0x20 | 0x8 | 0x1),
-            gpu(1, 3, utilization_pct=0.0, clock_event_reasons=0x1, pcie_link_width=8, pcie_link_width_max=16),
+            gpu(
+                1, 3, utilization_pct=0.0, clock_event_reasons=0x1, pcie_link_width=8, pcie_link_width_max=16
+            ),
         ],
     )
     payload = render_current_metrics([node(0), sick])
     assert payload["nodes"] == 2 and payload["gpus"] == 12 and payload["nodes_with_anomalies"] == 1
     healthy, entry = payload["per_node"]
     assert healthy == {
-        "node": "node-0", "gpus": 8,
+        "node": "node-0",
+        "gpus": 8,
         "util_pct": {"min": 80.0, "avg": 83.5, "max": 87.0},
         "temp_c": {"min": 60.0, "avg": 63.5, "max": 67.0},
         "power_w": {"min": 300.3, "avg": 300.3, "max": 300.3},
@@ -152,14 +162,21 @@ def test_every_gpu_field_has_an_output_key() -> None:
 
 def test_gpu_details_omit_absent_fields_and_name_clock_events() -> None:
     full = gpu(
-        3, 5, uuid="GPU-1", sm_clock_mhz=704.6, clock_event_reasons=0x40 | 0x20, remap_pending=False,
+        3,
+        5,
+        uuid="GPU-1",
+        sm_clock_mhz=704.6,
+        clock_event_reasons=0x40 | 0x20,
+        remap_pending=False,
         xid_events=[XidEvent(xid=79, timestamp=NOW, message="GPU has fallen off the bus.\n")],
     )
     details = gpu_details(full, A100_80GB.name)
     assert details["clock_events"] == ["sw_thermal", "hw_thermal"]
     assert details["sm_clock_mhz"] == 705 and details["mem_used_mib"] == 40000
     assert details["remap_pending"] is False
-    assert details["xids"] == [{"xid": 79, "time": "2026-03-02T12:00:00Z", "msg": "GPU has fallen off the bus."}]
+    assert details["xids"] == [
+        {"xid": 79, "time": "2026-03-02T12:00:00Z", "msg": "GPU has fallen off the bus."}
+    ]
     assert "ecc_dbe_volatile" not in details and "stale" not in details and "model" not in details
 
 
@@ -177,8 +194,20 @@ def test_node_details_carry_limits_slurm_state_and_jobs_on_the_node() -> None:
     assert "network mlx5_0/1 state 1 (4 = active)" in payload["anomalies"]
     # the free text stays inside its labelled value: the top level is only known keys
     assert set(json.loads(dumps(payload))) <= {
-        "node", "host", "time", "reachable", "model", "limits", "driver", "anomalies", "same_for_all_gpus", "gpus",
-        "network", "slurm", "jobs", "truncated",
+        "node",
+        "host",
+        "time",
+        "reachable",
+        "model",
+        "limits",
+        "driver",
+        "anomalies",
+        "same_for_all_gpus",
+        "gpus",
+        "network",
+        "slurm",
+        "jobs",
+        "truncated",
     }
 
 
@@ -203,7 +232,11 @@ def test_slurm_status_groups_states_and_lists_problem_nodes_with_reasons() -> No
     nodes = [slurm_node(f"node-{i}", ["MIXED"]) for i in range(6)]
     nodes[2] = slurm_node("node-2", ["IDLE", "DRAIN"], "gres/gpu count too low (7 < 8)")
     nodes[4] = slurm_node("node-4", ["DOWN", "NOT_RESPONDING"], "Not responding")
-    jobs = [job("1"), job("2", state="PENDING", pending_reason="Resources"), job("3", state="PENDING", pending_reason="Resources")]
+    jobs = [
+        job("1"),
+        job("2", state="PENDING", pending_reason="Resources"),
+        job("3", state="PENDING", pending_reason="Resources"),
+    ]
     payload = render_slurm_status(snapshot(nodes, jobs))
     assert payload["state_counts"] == {"mix": 4, "drained": 1, "down*": 1}
     assert [p["node"] for p in payload["problem_nodes"]] == ["node-2", "node-4"]
@@ -231,7 +264,10 @@ def test_slurm_jobs_filter_and_keep_names_as_bounded_data() -> None:
     assert running["matched"] == 1 and running["jobs"][0]["running_min"] == 60
     assert running["jobs"][0]["name"].startswith("IGNORE PREVIOUS") and len(running["jobs"][0]["name"]) <= 80
     pending = render_slurm_jobs(snap, jobs, user="BOB")
-    assert pending["jobs"][0]["reason"].startswith("ReqNodeNotAvail") and pending["jobs"][0]["waiting_min"] == 120
+    assert (
+        pending["jobs"][0]["reason"].startswith("ReqNodeNotAvail")
+        and pending["jobs"][0]["waiting_min"] == 120
+    )
     nobody = render_slurm_jobs(snap, jobs, user="carol")
     assert nobody["matched"] == 0 and "users with jobs: alice, bob" in nobody["note"]
     on_node = render_slurm_jobs(snap, jobs, node="node-1")
@@ -250,27 +286,50 @@ def test_slurm_jobs_truncate_with_a_hint_to_filter() -> None:
 
 def _rule() -> AlertRule:
     return AlertRule(
-        id="r1", name="GPU too hot", metric="temperature", condition="gt", threshold=85,
-        duration_seconds=300, created_at=NOW, updated_at=NOW,
+        id="r1",
+        name="GPU too hot",
+        metric="temperature",
+        condition="gt",
+        threshold=85,
+        duration_seconds=300,
+        created_at=NOW,
+        updated_at=NOW,
     )
 
 
 def _event(number: int, active: bool) -> AlertEvent:
     return AlertEvent(
-        id=f"e{number}", rule_id="r1", rule_name="GPU too hot", node_id="node-2", gpu_index=3,
-        metric="temperature", value=88.26, threshold=85, condition="gt",
-        fired_at=NOW - timedelta(minutes=number), resolved_at=None if active else NOW,
+        id=f"e{number}",
+        rule_id="r1",
+        rule_name="GPU too hot",
+        node_id="node-2",
+        gpu_index=3,
+        metric="temperature",
+        value=88.26,
+        threshold=85,
+        condition="gt",
+        fired_at=NOW - timedelta(minutes=number),
+        resolved_at=None if active else NOW,
     )
 
 
 def test_alerts_show_rules_and_only_the_firing_events() -> None:
     payload = render_alerts([_rule()], [_event(1, False), _event(2, True)])
-    assert payload["rules"] == [{"id": "r1", "name": "GPU too hot", "when": "temperature > 85", "for_s": 300, "enabled": True}]
+    assert payload["rules"] == [
+        {"id": "r1", "name": "GPU too hot", "when": "temperature > 85", "for_s": 300, "enabled": True}
+    ]
     assert payload["firing_count"] == 1
     assert payload["firing"][0] == {
-        "id": "e2", "rule_id": "r1", "name": "GPU too hot", "node": "node-2", "gpu": 3,
-        "metric": "temperature", "value": 88.3, "when": "> 85",
-        "fired": "2026-03-02T11:58:00Z", "active": True,
+        "id": "e2",
+        "rule_id": "r1",
+        "name": "GPU too hot",
+        "node": "node-2",
+        "gpu": 3,
+        "metric": "temperature",
+        "value": 88.3,
+        "when": "> 85",
+        "fired": "2026-03-02T11:58:00Z",
+        "active": True,
     }
 
 
@@ -287,16 +346,25 @@ def test_alert_history_is_newest_first_within_limit_and_budget() -> None:
 
 def _finding(severity: str, subject: str, rule: str = "gpu.rule") -> Finding:
     return Finding(
-        severity=severity, subject=subject, rule=rule, title=f"{rule} on {subject}",
+        severity=severity,
+        subject=subject,
+        rule=rule,
+        title=f"{rule} on {subject}",
         evidence=["temp 89.2 °C", "sw_thermal set", "SM clock 705 MHz", "peer median 62 °C", "fifth"],
-        cause="cooling", action="check the fans",
+        cause="cooling",
+        action="check the fans",
     )
 
 
 def test_diagnosis_is_most_severe_first_with_info_condensed() -> None:
     findings = [_finding("info", f"node-{i}", "gpu.pcie_gen_low_idle") for i in range(12)]
-    findings += [_finding("warning", "node-1/gpu-2", "gpu.thermal_slowdown"), _finding("critical", "node-3/gpu-5", "gpu.xid79_fell_off_bus")]
-    report = DiagnosisReport(generated_at=NOW, source="sim", nodes_examined=8, gpus_examined=64, findings=findings)
+    findings += [
+        _finding("warning", "node-1/gpu-2", "gpu.thermal_slowdown"),
+        _finding("critical", "node-3/gpu-5", "gpu.xid79_fell_off_bus"),
+    ]
+    report = DiagnosisReport(
+        generated_at=NOW, source="sim", nodes_examined=8, gpus_examined=64, findings=findings
+    )
     payload = render_diagnosis(report)
     assert payload["counts"] == {"critical": 1, "warning": 1, "info": 12}
     severities = [f["severity"] for f in payload["findings"]]
@@ -304,21 +372,28 @@ def test_diagnosis_is_most_severe_first_with_info_condensed() -> None:
     first = payload["findings"][0]
     assert first["subject"] == "node-3/gpu-5" and first["rule"] == "gpu.xid79_fell_off_bus"
     assert first["evidence"][-1] == "+1 more" and first["action"] == "check the fans"
-    assert payload["not_listed"] == {"count": 12 - MAX_INFO_LISTED, "by_rule": {"info:gpu.pcie_gen_low_idle": 7}}
+    assert payload["not_listed"] == {
+        "count": 12 - MAX_INFO_LISTED,
+        "by_rule": {"info:gpu.pcie_gen_low_idle": 7},
+    }
 
 
 def test_diagnosis_without_findings_says_so_and_many_findings_fit() -> None:
     empty = DiagnosisReport(generated_at=NOW, source="sim", nodes_examined=8, gpus_examined=64)
     assert "no findings" in render_diagnosis(empty)["summary"]
     many = [_finding("critical", f"node-{i}/gpu-{g}") for i in range(64) for g in range(2)]
-    payload = render_diagnosis(DiagnosisReport(generated_at=NOW, source="sim", nodes_examined=64, gpus_examined=512, findings=many))
+    payload = render_diagnosis(
+        DiagnosisReport(generated_at=NOW, source="sim", nodes_examined=64, gpus_examined=512, findings=many)
+    )
     assert len(dumps(payload)) <= OUTPUT_BUDGET_CHARS
     assert "diagnose_cluster(node=" in payload["truncated"]
     assert payload["not_listed"]["count"] == 128 - len(payload["findings"])
 
 
 def test_shared_configuration_is_written_once_and_a_differing_gpu_stands_out() -> None:
-    gpus = [gpu(4, i, power_limit_w=250.0 if i == 2 else 400.0, default_power_limit_w=400.0) for i in range(8)]
+    gpus = [
+        gpu(4, i, power_limit_w=250.0 if i == 2 else 400.0, default_power_limit_w=400.0) for i in range(8)
+    ]
     payload = render_node_details(node(4, gpus=gpus), None, None)
     assert payload["same_for_all_gpus"] == {"mem_total_mib": 81920, "default_power_limit_w": 400.0}
     assert [g.get("power_limit_w") for g in payload["gpus"]] == [400.0, 400.0, 250.0] + [400.0] * 5

@@ -28,8 +28,13 @@ def sixty_four_nodes() -> dict[str, BaseTool]:
         seed=7,
         nodes=64,
         gpu_model="h100",
-        scenarios=["xid79-fell-off-bus@node-5/gpu-1", "host-down@node-40", "ecc-correctable-storm@node-63/gpu-7",
-                   "pending-on-drained", THERMAL],
+        scenarios=[
+            "xid79-fell-off-bus@node-5/gpu-1",
+            "host-down@node-40",
+            "ecc-correctable-storm@node-63/gpu-7",
+            "pending-on-drained",
+            THERMAL,
+        ],
         realtime=False,
     )
     return {tool.name: tool for tool in build_cluster_tools(source)}
@@ -64,7 +69,9 @@ async def test_every_tool_runs_on_the_default_cluster(eight_nodes: dict[str, Bas
 
 
 @pytest.mark.parametrize("name", TOOL_NAMES)
-async def test_every_tool_stays_within_budget_on_64_nodes(sixty_four_nodes: dict[str, BaseTool], name: str) -> None:
+async def test_every_tool_stays_within_budget_on_64_nodes(
+    sixty_four_nodes: dict[str, BaseTool], name: str
+) -> None:
     for args in ARGUMENTS[name]:
         message = await call(sixty_four_nodes[name], args)
         assert message.status == "success", (args, message.content)

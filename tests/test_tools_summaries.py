@@ -141,7 +141,9 @@ def test_node_history_shape_is_the_documented_one() -> None:
 
 
 def test_clamp_note_and_empty_history_are_stated() -> None:
-    payload = render_node_history("node-1", [], None, 1440, "duration_minutes 5000 clamped to the maximum 1440")
+    payload = render_node_history(
+        "node-1", [], None, 1440, "duration_minutes 5000 clamped to the maximum 1440"
+    )
     assert payload["duration_note"].endswith("1440")
     assert payload["gpus"] == [] and "no samples" in payload["note"]
 
@@ -172,3 +174,18 @@ def test_fit_to_budget_keeps_the_largest_prefix_that_fits() -> None:
     fitted = fit_to_budget(build, len(items), budget=1000)
     assert len(dumps(fitted)) <= 1000
     assert len(dumps(build(len(fitted["items"]) + 1))) > 1000
+
+
+@pytest.mark.parametrize("gpu_count", [8, 10, 16, 40])
+def test_node_history_degrades_points_then_gpus_to_stay_within_budget(gpu_count: int) -> None:
+    gpus = [series("node-9", i, ramp(50.0 + i, 88.0 + i % 3), ramp(90.0, 10.0)) for i in range(gpu_count)]
+    payload = render_node_history("node-9", gpus, A100_80GB.name, 60)
+    assert len(dumps(payload)) <= OUTPUT_BUDGET_CHARS
+    if "truncated" in payload:
+        assert payload["truncated"].startswith("chart points dropped")
+        assert all("points" not in g for g in payload["gpus"])
+        assert gpu_count > 10
+    else:
+        assert len(payload["gpus"]) == gpu_count
+        counts = {len(g["points"]) for g in payload["gpus"]}
+        assert len(counts) == 1 and counts.pop() in (12, 10, 8, 6)

@@ -65,15 +65,23 @@ TOOL_NAMES: tuple[str, ...] = (
 
 TOOLS_OVERVIEW = "\n".join(
     (
-        "- get_cluster_status(): health flag, node/GPU counts, average GPU utilisation and temperature, Slurm CPU/job counts.",
-        "- get_current_metrics(): one entry per node now: utilisation/temperature/power min-avg-max, hottest GPU, anomalies (stale GPUs, XIDs, throttling).",
-        "- get_node_details(node_id): one node now: every GPU with all readings (clocks, throttle reasons, XIDs, ECC, PCIe, NVLink), temperature limits, Slurm state/reason, its jobs.",
-        "- get_gpu_history(node_id?, duration_minutes?): trends per GPU over time: min/avg/max/last, slope per 10 min, time over temperature limits, 0% utilisation stretches, counters that moved, chart points.",
+        "- get_cluster_status(): health flag, node/GPU counts, average GPU utilisation and "
+        "temperature, Slurm CPU/job counts.",
+        "- get_current_metrics(): one entry per node now: utilisation/temperature/power "
+        "min-avg-max, hottest GPU, anomalies (stale GPUs, XIDs, throttling).",
+        "- get_node_details(node_id): one node now: every GPU with all readings (clocks, throttle "
+        "reasons, XIDs, ECC, PCIe, NVLink), temperature limits, Slurm state/reason, its jobs.",
+        "- get_gpu_history(node_id?, duration_minutes?): trends per GPU over time: min/avg/max/last, "
+        "slope per 10 min, time over temperature limits, 0% utilisation stretches, counters that "
+        "moved, chart points.",
         "- get_alerts(): configured alert rules and the alerts firing now.",
         "- get_alert_history(limit?): recent alert events, active and resolved, newest first.",
-        "- get_slurm_status(): Slurm nodes by state, drained/down nodes with reasons, GPU/CPU allocation, queue counts, pending reasons, partitions.",
-        "- get_slurm_jobs(state?, node?, user?): Slurm jobs filtered by state, node or user, with pending reasons and GPUs.",
-        "- diagnose_cluster(node?): deterministic health checks: findings most severe first with evidence, likely cause and recommended action.",
+        "- get_slurm_status(): Slurm nodes by state, drained/down nodes with reasons, GPU/CPU "
+        "allocation, queue counts, pending reasons, partitions.",
+        "- get_slurm_jobs(state?, node?, user?): Slurm jobs filtered by state, node or user, with "
+        "pending reasons and GPUs.",
+        "- diagnose_cluster(node?): deterministic health checks: findings most severe first with "
+        "evidence, likely cause and recommended action.",
     )
 )
 
@@ -189,14 +197,10 @@ def build_cluster_tools(source: ClusterSource) -> list[BaseTool]:
         note = None if slurm_node else f"no Slurm node named {node.node_id} or {node.hostname}"
         return render_node_details(node, slurm_node, snapshot.jobs, slurm_note=note)
 
-    async def get_gpu_history(
-        node_id: str | None = None, duration_minutes: int = 60
-    ) -> dict[str, Any]:
+    async def get_gpu_history(node_id: str | None = None, duration_minutes: int = 60) -> dict[str, Any]:
         minutes, note = clamp(duration_minutes, HISTORY_MINUTES_MIN, HISTORY_MINUTES_MAX, "duration_minutes")
         if node_id is None:
-            series, nodes = await asyncio.gather(
-                source.gpu_history(None, minutes), source.current_metrics()
-            )
+            series, nodes = await asyncio.gather(source.gpu_history(None, minutes), source.current_metrics())
             models = {n.node_id: (n.gpus[0].model if n.gpus else None) for n in nodes}
             return render_all_nodes_history(series, models, minutes, note)
         resolved = await source.resolve_node(node_id)

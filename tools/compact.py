@@ -35,7 +35,7 @@ def dumps(payload: Any) -> str:
 
 def r1(value: float | None) -> float | None:
     """°C, W and % to one decimal (``None`` stays ``None``)."""
-    return None if value is None else round(float(value), 1)
+    return None if value is None else round(float(value), 1) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def rint(value: float | None) -> int | None:

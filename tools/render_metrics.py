@@ -90,17 +90,13 @@ def gpu_anomalies(gpu: GpuMetrics, spec: GpuModelSpec | None) -> list[str]:
     if gpu.nvlink_links_down:
         found.append(f"{tag} NVLink links down {gpu.nvlink_links_down}")
     if spec is not None and gpu.temperature_c >= spec.max_operating_temp_c:
-        found.append(
-            f"{tag} {gpu.temperature_c:.1f} °C >= max operating {spec.max_operating_temp_c:.0f} °C"
-        )
+        found.append(f"{tag} {gpu.temperature_c:.1f} °C >= max operating {spec.max_operating_temp_c:.0f} °C")
     if (
         spec is not None
         and gpu.memory_temperature_c is not None
         and gpu.memory_temperature_c >= spec.memory_max_temp_c
     ):
-        found.append(
-            f"{tag} memory {gpu.memory_temperature_c:.1f} °C >= max {spec.memory_max_temp_c:.0f} °C"
-        )
+        found.append(f"{tag} memory {gpu.memory_temperature_c:.1f} °C >= max {spec.memory_max_temp_c:.0f} °C")
     events = [name for name in clock_event_names(gpu.clock_event_reasons) if name not in BENIGN_CLOCK_EVENTS]
     if events:
         found.append(f"{tag} clock events {','.join(events)}")
@@ -160,7 +156,9 @@ def node_current_summary(node: NodeMetrics) -> dict[str, Any]:
     if anomalies:
         shown = anomalies[:MAX_ANOMALIES_PER_NODE]
         if len(anomalies) > MAX_ANOMALIES_PER_NODE:
-            shown.append(f"+{len(anomalies) - MAX_ANOMALIES_PER_NODE} more: get_node_details('{node.node_id}')")
+            shown.append(
+                f"+{len(anomalies) - MAX_ANOMALIES_PER_NODE} more: get_node_details('{node.node_id}')"
+            )
         entry["anomalies"] = shown
     return without_none(entry)
 
@@ -271,9 +269,11 @@ GPU_FIELD_KEYS: dict[str, tuple[str, _Format]] = {
 }
 GPU_FIELDS_PER_NODE = frozenset({"node_id", "model"})
 
-#: Configuration fields written once per node when every GPU has the same value; a GPU that
-#: differs (a lowered power limit, a narrower link) keeps its own value and so stands out.
-SHARED_CONFIG_KEYS = ("mem_total_mib", "power_limit_w", "default_power_limit_w", "pcie_gen_max", "pcie_width_max")
+#: Keys every GPU entry keeps: its identity and its core readings. Any other field with one
+#: value on every GPU of the node is written once under ``same_for_all_gpus``, so a GPU that
+#: differs (a lowered power limit, a narrower link, an XID) stands out instead of hiding in
+#: eight copies of the same zeros.
+PER_GPU_KEYS = frozenset({"gpu", "uuid", "pci", "util_pct", "mem_used_mib", "temp_c", "power_w"})
 
 
 def gpu_details(gpu: GpuMetrics, node_model: str | None) -> dict[str, Any]:
@@ -358,9 +358,9 @@ def render_node_details(
         payload["anomalies"] = anomalies
     gpus = [gpu_details(gpu, model) for gpu in node.gpus]
     shared = {
-        key: gpus[0][key]
-        for key in SHARED_CONFIG_KEYS
-        if gpus and key in gpus[0] and all(g.get(key) == gpus[0][key] for g in gpus)
+        key: value
+        for key, value in (gpus[0].items() if gpus else ())
+        if key not in PER_GPU_KEYS and all(key in g and g[key] == value for g in gpus)
     }
     if len(gpus) > 1 and shared:
         payload["same_for_all_gpus"] = shared

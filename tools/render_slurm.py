@@ -75,8 +75,7 @@ def hostlist(names: Sequence[str]) -> str:
             else:
                 runs.append((number, number))
         text = ",".join(
-            str(a).zfill(width) if a == b else f"{str(a).zfill(width)}-{str(b).zfill(width)}"
-            for a, b in runs
+            str(a).zfill(width) if a == b else f"{str(a).zfill(width)}-{str(b).zfill(width)}" for a, b in runs
         )
         single = len(runs) == 1 and runs[0][0] == runs[0][1]
         parts.append(f"{prefix}{text}" if single else f"{prefix}[{text}]")
@@ -84,8 +83,11 @@ def hostlist(names: Sequence[str]) -> str:
 
 
 def _is_problem(node: SlurmNode) -> bool:
-    return node.is_down or node.is_drained or node.base_state in ("ERROR", "UNKNOWN") or any(
-        flag in node.flags for flag in ("FAIL", "NOT_RESPONDING", "MAINTENANCE")
+    return (
+        node.is_down
+        or node.is_drained
+        or node.base_state in ("ERROR", "UNKNOWN")
+        or any(flag in node.flags for flag in ("FAIL", "NOT_RESPONDING", "MAINTENANCE"))
     )
 
 
@@ -126,9 +128,7 @@ def render_slurm_status(snapshot: SlurmSnapshot) -> dict[str, Any]:
         "queue": snapshot.queue.model_dump(),
     }
     if snapshot.jobs is not None:
-        reasons = Counter(
-            (job.pending_reason or "None") for job in snapshot.jobs if job.state == "PENDING"
-        )
+        reasons = Counter((job.pending_reason or "None") for job in snapshot.jobs if job.state == "PENDING")
         if reasons:
             payload["pending_reasons"] = {free_text(k, 60) or "None": v for k, v in reasons.most_common()}
     else:

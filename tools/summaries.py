@@ -16,22 +16,24 @@ Shape for one node (``get_gpu_history(node_id="node-2")``), stable for the chat 
      "gpus":[
        {"gpu":3,"samples":60,
         "temp_c":{"min":70.1,"avg":79.4,"max":89.2,"last":89.2,"per_10min":3.1,"trend":"rising"},
-        "util_pct":{...same keys...},
-        "power_w":{...same keys...},
+        "util_pct":{"min":73.1,"avg":76.0,"max":79.4,"last":78.9,"trend":"flat"},
+        "power_w":{...same keys as util_pct...},
         "mem_used_mib":{"min":60100,"max":61200,"last":61200},
-        "sm_clock_mhz":{"min":705,"avg":1200,"max":1410,"last":705},    # when the source has it
+        "sm_clock_mhz":{"min":705,"avg":1200,"last":705,"per_10min":-76,"trend":"falling"},  # if known
         "counters":{"corr_remapped_rows":{"start":0,"end":12,"delta":12}}, # only counters that moved
         "flags":["temp >= 85.0 °C (max operating) for 14 min, first 11:47, peak 89.2 °C"],
         "points":[["11:05",71.2,93,312], ...]}]}                          # up to CHART_POINTS
 
-``points`` rows follow ``point_fields``: the clock time (UTC, ``HH:MM``) of the last sample of a
-bucket, then the bucket's mean temperature (0.1 °C), utilisation (%) and power (W), the last two
-as integers, which is all a chart resolves; buckets split the window
-into ``CHART_POINTS`` equal runs of samples, oldest first. ``per_10min`` is the least-squares
-slope in units per 10 minutes; ``trend`` is ``rising``/``falling``/``flat`` against
-``TREND_FLAT_PER_10MIN``. Flags are facts with their numbers: temperature at or above the
-model's limits, utilisation at 0 % for ``ZERO_UTIL_MIN_MINUTES`` or more, a series that stopped
-before the others. Absent facts (no clock history, no counters) are omitted, never zero.
+``points`` rows follow ``point_fields``: the clock time (UTC, ``HH:MM``) of the last sample of
+a bucket, then the bucket's mean temperature (0.1 °C), utilisation (%) and power (W), the last
+two as integers, which is all a chart resolves. Buckets split the window into ``CHART_POINTS``
+equal runs of samples, oldest first (fewer, per ``CHART_POINT_STEPS``, when a busy node's
+summary needs the room). ``per_10min`` is the least-squares slope in units per 10 minutes,
+given only when ``trend`` is ``rising`` or ``falling`` (the slope beats
+``TREND_FLAT_PER_10MIN``); a ``flat`` trend has no slope. Flags are facts with their numbers:
+temperature at or above the model's limits, utilisation at 0 % for ``ZERO_UTIL_MIN_MINUTES``
+or more, a series that stopped before the others. Absent facts (no clock history, no
+counters) are omitted, never zero.
 
 For all nodes the result is one line per node (``summarise_node_overview``) instead, so it
 scales to large clusters; each entry says which GPUs to look at with ``node_id``.
@@ -49,6 +51,8 @@ from gpudoc.tools.models import GpuModelSpec, GpuSample, GpuSeries, spec_for_mod
 
 POINT_FIELDS: tuple[str, ...] = ("time", "temp_c", "util_pct", "power_w")
 CHART_POINTS = 12
+#: Point counts tried in turn when a node's history would exceed the output budget.
+CHART_POINT_STEPS: tuple[int, ...] = (CHART_POINTS, 10, 8, 6)
 
 #: A slope smaller than this (units per 10 minutes) is "flat": sensor noise, not a trend.
 TREND_FLAT_PER_10MIN: dict[str, float] = {
@@ -92,9 +96,7 @@ def sample_interval_minutes(samples: Sequence[GpuSample]) -> float:
     """The typical spacing of a series (median gap), 1 minute when it cannot be told."""
     if len(samples) < 2:
         return 1.0
-    gaps = [
-        _minutes_since(a.timestamp, b.timestamp) for a, b in zip(samples, samples[1:])
-    ]
+    gaps = [_minutes_since(a.timestamp, b.timestamp) for a, b in zip(samples, samples[1:])]
     positive = [gap for gap in gaps if gap > 0]
     return median(positive) if positive else 1.0
 
@@ -123,20 +125,31 @@ def trend_word(per_10min: float | None, flat_below: float) -> str | None:
 
 
 def metric_stats(
-    minutes: Sequence[float], values: Sequence[float], metric: str, *, integer: bool = False
+    minutes: Sequence[float],
+    values: Sequence[float],
+    metric: str,
+    *,
+    integer: bool = False,
+    keys: tuple[str, ...] = ("min", "avg", "max", "last"),
 ) -> dict[str, Any]:
-    """min/avg/max/last/per_10min/trend of one metric over a window."""
+    """Statistics of one metric over a window, plus its trend.
+
+    ``per_10min`` is given only when the trend is rising or falling: a flat slope is noise.
+    """
     fmt = rint if integer else r1
-    slope = slope_per_10min(minutes, values)
-    stats: dict[str, Any] = {
-        "min": fmt(min(values)),
-        "avg": fmt(fmean(values)),
-        "max": fmt(max(values)),
-        "last": fmt(values[-1]),
+    available = {
+        "min": lambda: min(values),
+        "avg": lambda: fmean(values),
+        "max": lambda: max(values),
+        "last": lambda: values[-1],
     }
-    if slope is not None:
-        stats["per_10min"] = fmt(slope) if not integer else rint(slope)
-        stats["trend"] = trend_word(slope, TREND_FLAT_PER_10MIN[metric])
+    stats: dict[str, Any] = {key: fmt(available[key]()) for key in keys}
+    slope = slope_per_10min(minutes, values)
+    word = trend_word(slope, TREND_FLAT_PER_10MIN[metric])
+    if slope is not None and word != "flat":
+        stats["per_10min"] = fmt(slope)
+    if word is not None:
+        stats["trend"] = word
     return stats
 
 
@@ -181,9 +194,7 @@ def _run_minutes(samples: Sequence[GpuSample], run: tuple[int, int], interval: f
     return _minutes_since(samples[first].timestamp, samples[last].timestamp) + interval
 
 
-def temperature_flags(
-    samples: Sequence[GpuSample], spec: GpuModelSpec | None, interval: float
-) -> list[str]:
+def temperature_flags(samples: Sequence[GpuSample], spec: GpuModelSpec | None, interval: float) -> list[str]:
     """Time spent at or above the model's temperature limits, highest limit reached only."""
     if spec is None:
         return []
@@ -263,7 +274,11 @@ def summarise_gpu_series(
     clocks = [(t, s.sm_clock_mhz) for t, s in zip(minutes, samples) if s.sm_clock_mhz is not None]
     if clocks:
         summary["sm_clock_mhz"] = metric_stats(
-            [t for t, _ in clocks], [c for _, c in clocks], "sm_clock_mhz", integer=True
+            [t for t, _ in clocks],
+            [c for _, c in clocks],
+            "sm_clock_mhz",
+            integer=True,
+            keys=("min", "avg", "last"),  # the max is the boost clock: no evidence
         )
     counters = counter_changes(samples)
     if counters:
@@ -287,7 +302,7 @@ def summarise_gpu_series(
         summary=summary,
         temp_max=max(temps),
         temp_last=temps[-1],
-        temp_per_10min=summary["temp_c"].get("per_10min"),
+        temp_per_10min=r1(slope_per_10min(minutes, temps)),
         zero_util_minutes=idle_minutes,
         whole_window_idle=bool(idle_flag and "whole window" in idle_flag),
         flags=flags,
@@ -343,9 +358,7 @@ def summarise_node_overview(
     ]
     if flags:
         entry["flags"] = flags[:max_flags] + (
-            [f"+{len(flags) - max_flags} more; pass node_id to see them"]
-            if len(flags) > max_flags
-            else []
+            [f"+{len(flags) - max_flags} more; pass node_id to see them"] if len(flags) > max_flags else []
         )
     return entry
 
@@ -398,27 +411,30 @@ def render_node_history(
     )
     if bounds is None:
         return {**header, "gpus": [], "note": "the source returned no samples for this window"}
-    ordered = sorted(series, key=lambda s: s.gpu_index)
+    summarised = [
+        (one, facts.summary)
+        for one in sorted(series, key=lambda s: s.gpu_index)
+        if (facts := summarise_gpu_series(one, spec, bounds[1])) is not None
+    ]
 
-    def build_with(points: int) -> list[dict[str, Any]]:
-        facts = [summarise_gpu_series(s, spec, bounds[1], points) for s in ordered]
-        return [f.summary for f in facts if f is not None]
-
-    gpus = build_with(CHART_POINTS)
-    payload = {**header, "gpus": gpus}
-    if len(dumps(payload)) <= OUTPUT_BUDGET_CHARS:
-        return payload
-    # Fewer chart points first: the statistics and flags are the evidence.
-    fewer = {**header, "gpus": build_with(CHART_POINTS // 2)}
-    if len(dumps(fewer)) <= OUTPUT_BUDGET_CHARS:
-        return fewer
+    # Over budget: fewer chart points first, since the statistics and flags are the evidence.
+    for points in CHART_POINT_STEPS:
+        gpus = [{**summary, "points": chart_points(one.samples, points)} for one, summary in summarised]
+        payload = {**header, "gpus": gpus}
+        if len(dumps(payload)) <= OUTPUT_BUDGET_CHARS:
+            return payload
     without_points = sorted(
         ({k: v for k, v in g.items() if k != "points"} for g in gpus),
         key=lambda g: -len(g.get("flags", [])),
     )
 
     def build(shown: int) -> dict[str, Any]:
-        left_out = "" if shown == len(gpus) else f"; showing {shown} of {len(gpus)} GPUs, flagged first"
+        left_out = (
+            ""
+            if shown == len(gpus)
+            else f"; showing {shown} of {len(gpus)} GPUs, flagged first; "
+            "get_node_details(node_id) lists every GPU"
+        )
         return {
             **header,
             "truncated": f"chart points dropped to fit the size budget{left_out}",

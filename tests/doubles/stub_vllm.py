@@ -196,7 +196,8 @@ def keyword_answer(question: str, turn_messages: list[dict[str, Any]], *, limit:
             errors.append(f"{tool}: {text[:160]}")
             continue
         leaves = list(_numeric_leaves(data))
-        preferred = [leaf for leaf in leaves if any(k in leaf[0].lower() for k in keys)]
+        preferred = sorted((leaf for leaf in leaves if any(k in leaf[0].lower() for k in keys)),
+                           key=lambda leaf: -leaf[1])  # the most extreme readings first
         for key, number in (preferred or leaves)[:limit]:
             facts.append((tool, key, number))
         findings.extend(_subjects(data))
@@ -206,7 +207,9 @@ def keyword_answer(question: str, turn_messages: list[dict[str, Any]], *, limit:
         f"The operator asks: {question.strip()!r}. I called {used}. "
         f"I will report {len(facts)} readings and {len(findings)} findings taken from those results."
     )
-    lines = [f"**Answer** (evidence from {used})", ""]
+    match = _NODE_RE.search(question)
+    about = f" for node-{int(match.group(1))}" if match else ""
+    lines = [f"**Answer{about}** (evidence from {used})", ""]
     if facts:
         lines += ["| tool | reading | value |", "|---|---|---|"]
         lines += [f"| {tool} | {key or 'value'} | {number} |" for tool, key, number in facts]

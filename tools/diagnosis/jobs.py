@@ -189,7 +189,7 @@ def _pending_on_unavailable(facts: ClusterFacts) -> list[Finding]:
         findings.append(finding(
             "sched.pending_on_unavailable_nodes", "warning", node_id,
             f"{len(waiting)} job(s) pending on {'/'.join(reasons)} while {node_id} is {node.sinfo_state}",
-            [f"{node_id} {'+'.join(node.state)}, reason \"{node.reason or 'none'}\", holds {node.gpus_total} GPUs out of service",
+            [f"{node_id} {node.sinfo_state}: {node.gpus_total} GPUs closed to new jobs",
              f"pending: {shown}; {sum(j.gpus for j in waiting)} GPUs requested"],
             "capacity is out of service while work waits for it",
             f"fix and resume {node_id} (scontrol update nodename={node.name} state=resume) if its drain reason no longer holds",

@@ -4,8 +4,9 @@ Why: XID 79, a stale series, "gres/gpu count too low" and a NODE_FAIL job are fo
 lost GPU. Reported separately they bury the conclusion and inflate counts. Two steps:
 1. primary findings of the same group about the same subject merge into the most severe one;
 2. supporting findings (see ``rules.RULES``) fold into the most severe finding that explains them:
-   one about the same subject (which then takes the more severe of the two severities), or one
-   about their node that is at least as severe. Unexplained supporting findings stand alone,
+   one about the same subject (which then takes the more severe of the two severities), one
+   about their node that is at least as severe, or, for a node-level signal such as a drain, a
+   critical fault of one of the node's GPUs. Unexplained supporting findings stand alone,
    merging with each other per subject.
 """
 
@@ -52,8 +53,8 @@ def _explains(host: Finding, item: Finding) -> bool:
     item_node = node_of(item.subject)
     if item_node is not None and item.subject != item_node:  # a GPU: only its node-level finding explains it
         return host.subject == item_node
-    if item_node is not None:  # a node: any finding on it
-        return host_node == item_node
+    if item_node is not None:  # a node: a finding about it, or a critical GPU fault that takes it out
+        return host_node == item_node and (host.subject == item_node or host.severity == "critical")
     return host_node is not None and host_node in item.nodes  # a job: a finding on one of its nodes
 
 

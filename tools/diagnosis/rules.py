@@ -33,9 +33,10 @@ RULES: dict[str, RuleInfo] = {
     # HBM memory
     "gpu.row_remap_failure": RuleInfo("hbm", "hardware"),
     "gpu.ecc_uncorrectable": RuleInfo("hbm", "hardware"),
+    # a correctable-error climb on a GPU that already has an HBM finding is the same failing memory
+    "gpu.ecc_correctable_storm": RuleInfo("hbm", "hardware"),
     "gpu.remap_pending": RuleInfo("hbm", "hardware"),
     "gpu.remapped_rows_in_use": RuleInfo("hbm", "hardware"),
-    "gpu.ecc_correctable_storm": RuleInfo("ecc_correctable", "hardware"),
     # interconnects
     "gpu.nvlink_error": RuleInfo("nvlink", "hardware"),
     "gpu.pcie_link_degraded": RuleInfo("pcie", "hardware"),

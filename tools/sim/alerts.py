@@ -37,6 +37,7 @@ CRITICAL_RULES = frozenset({"gpu-xid-fatal", "gpu-uncorrectable-rows", "gpu-row-
 NODE_METRICS = frozenset({"node_reachable", "ib_link_downed_increase_10m"})
 LOOKBACK = 40  # buckets of history the rate-style metrics need (10 minutes)
 _THERMAL_BITS = int(ClockEventReason.SW_THERMAL | ClockEventReason.HW_THERMAL)
+_POWER_BRAKE = int(ClockEventReason.HW_POWER_BRAKE)
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "gt": lambda v, t: v > t, "lt": lambda v, t: v < t, "eq": lambda v, t: v == t,
     "gte": lambda v, t: v >= t, "lte": lambda v, t: v <= t,
@@ -102,6 +103,7 @@ class AlertEvaluator:
         chunks = range(frame_first // CHUNK, last // CHUNK + 1)
         offset = first - chunks[0] * CHUNK  # position of ``first`` in the concatenated columns
         count = last - first + 1
+        rel = [self.telemetry.rel(first + k) for k in range(count)]
         gpu_rules = [r for r in self.rules if r.metric not in NODE_METRICS]
         node_rules = [r for r in self.rules if r.metric in NODE_METRICS]
         for node in range(self.topo.nodes):
@@ -111,14 +113,13 @@ class AlertEvaluator:
                 if rule.node_filter and not fnmatch.fnmatch(node_id(node), rule.node_filter):
                     continue
                 self._run(rule, node, None, self._node_values(rule.metric, ncols, offset, count), first)
-            reachable = ncols["reachable"]
+            up = ncols["reachable"][offset:offset + count]
             for gpu in range(self.topo.gpus_per_node):
                 cols = _concat([self.telemetry.gpu_chunk(node, gpu, c) for c in chunks], _GPU_NAMES)
                 for rule in gpu_rules:
                     if rule.node_filter and not fnmatch.fnmatch(node_id(node), rule.node_filter):
                         continue
-                    values = self._gpu_values(rule.metric, node, gpu, cols, reachable, offset, count, first)
-                    self._run(rule, node, gpu, values, first)
+                    self._run(rule, node, gpu, self._gpu_values(rule.metric, node, gpu, cols, up, rel, offset), first)
         self.done = last
 
     # ---- metric extraction -------------------------------------------------------------
@@ -129,29 +130,29 @@ class AlertEvaluator:
         return [float(total[i] - total[i - LOOKBACK]) if cols["reachable"][i] else None
                 for i in range(offset, offset + count)]
 
-    def _gpu_values(self, metric: str, node: int, gpu: int, cols: Columns, reachable: list[bool],
-                    offset: int, count: int, first: int) -> list[float | None]:
-        tel = self.telemetry
-        ends = tel.life(node, gpu).ends_at
-        rel = [tel.rel(first + k) for k in range(count)]
-        up = [reachable[offset + k] for k in range(count)]
-        if metric in ("xid_count_5m", "xid_fatal_count_5m", "gpu_scrape_age_s"):
-            if metric == "gpu_scrape_age_s":
-                stale = tel.life(node, gpu).stale_since
-                last_seen = None if stale is None else tel.rel(tel.last_bucket_before(stale))
-                return [None if not up[k] else (0.0 if last_seen is None or rel[k] < stale  # type: ignore[operator]
-                                                else rel[k] - last_seen) for k in range(count)]
-            records = [r for r in tel.xids(node, gpu) if metric == "xid_count_5m" or r.xid in FATAL_XIDS]
-            return [None if not up[k] else float(sum(rel[k] - 300 < r.t <= rel[k] for r in records))
-                    for k in range(count)]
-        present = [ends is None or rel[k] < ends for k in range(count)]
+    def _gpu_values(self, metric: str, node: int, gpu: int, cols: Columns, up: list[bool],
+                    rel: list[float], offset: int) -> list[float | None]:
+        """One rule metric over the evaluated buckets; ``None`` where the series has no value."""
+        tel, count = self.telemetry, len(rel)
+        life = tel.life(node, gpu)
+        if metric == "gpu_scrape_age_s":
+            stale = life.stale_since
+            if stale is None:
+                return [0.0 if u else None for u in up]
+            seen = tel.rel(tel.last_bucket_before(stale))
+            return [None if not u else (0.0 if r < stale else r - seen) for u, r in zip(up, rel)]
+        if metric in ("xid_count_5m", "xid_fatal_count_5m"):
+            records = [r.t for r in tel.xids(node, gpu) if metric == "xid_count_5m" or r.xid in FATAL_XIDS]
+            if not records:
+                return [0.0 if u else None for u in up]
+            return [float(sum(r - 300 < t <= r for t in records)) if u else None for u, r in zip(up, rel)]
         window = range(offset, offset + count)
         if metric == "allocated_utilization_pct":
             raw = [cols["util"][i] if cols["job_id"][i] is not None else None for i in window]
         elif metric == "thermal_slowdown":
             raw = [1.0 if cols["clock_events"][i] & _THERMAL_BITS else 0.0 for i in window]
         elif metric == "hw_power_brake":
-            raw = [1.0 if cols["clock_events"][i] & ClockEventReason.HW_POWER_BRAKE else 0.0 for i in window]
+            raw = [1.0 if cols["clock_events"][i] & _POWER_BRAKE else 0.0 for i in window]
         elif metric == "pcie_replay_increase_5m":
             c = cols["pcie_replay"]
             raw = [float(c[i] - c[i - 20]) for i in window]
@@ -160,7 +161,10 @@ class AlertEvaluator:
             raw = [float(c[i]) for i in window]
         else:
             raise ValueError(f"alert rule metric '{metric}' is not one the simulator evaluates")
-        return [v if present[k] else None for k, v in enumerate(raw)]
+        ends = life.ends_at
+        if ends is None:
+            return raw
+        return [v if r < ends else None for v, r in zip(raw, rel)]
 
     # ---- the state machine -------------------------------------------------------------
     def _run(self, rule: AlertRule, node: int, gpu: int | None, values: list[float | None], first: int) -> None:

@@ -67,7 +67,7 @@ class Baseline:
         """Healthy columns of one GPU over ``frame``, built segment by segment (job held / idle)."""
         n = len(frame.times)
         cols: Columns = {name: [] for name in _SEGMENT_COLUMNS}
-        noise = self.noise.channels(series_key(node, gpu), frame.buckets, 4)
+        noise = self.noise.channels(series_key(node, gpu), frame.buckets, 2)
         for lo, hi, job, holding in self._segments(node, gpu, frame.times):
             part = [channel[lo:hi] for channel in noise]
             if job is None:
@@ -122,7 +122,8 @@ class Baseline:
     def _working(self, node: int, gpu: int, job: PlannedJob, times: list[float], noise: list[list[float]]) -> Columns:
         spec, p, start = self.spec, job.profile, job.start or 0.0
         ambient, offset, _ = self._static(node, gpu)
-        n_util, n_temp, n_pow, n_clk = noise
+        n_util, n_temp = noise
+        n_pow, n_clk = n_temp, n_temp  # one channel: temperature, power and boost wobble move together
         since = [t - start for t in times]
         ckpt = p.ckpt_period_s
         util = [min(100.0, max(1.0, (p.util + p.jitter * x) * (0.15 if ckpt and s % ckpt < 45.0 else 1.0)
@@ -145,7 +146,8 @@ class Baseline:
         """A job holds the GPU with a CUDA context but launches nothing: idle clocks, memory kept."""
         spec = self.spec
         ambient, _, _ = self._static(node, gpu)
-        n_util, n_temp, n_pow, _ = noise
+        n_util, n_temp = noise
+        n_pow = n_temp
         n = len(times)
         return {"util": [0.0] * n, "temp": [ambient + 2.0 + 0.3 * x for x in n_temp],
                 "power": [spec.idle_power_w + 6.0 + 2.0 * x for x in n_pow], "sm_clock": [IDLE_SM_MHZ] * n,
@@ -157,7 +159,8 @@ class Baseline:
         """No job: idle power, low clocks, PCIe down to gen 1, cooling off after the last job."""
         spec = self.spec
         ambient, _, _ = self._static(node, gpu)
-        _, n_temp, n_pow, _ = noise
+        _, n_temp = noise
+        n_pow = n_temp
         ended = [j for j in self.plan.gpu_jobs(node, gpu) if j.end is not None and j.end <= times[0]]
         last = max(ended, key=lambda j: j.end or 0.0) if ended else None
         if last is not None and last.end is not None:

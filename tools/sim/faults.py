@@ -9,6 +9,7 @@ GPU they share its job.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from gpudoc.tools.models import ClockEventReason as CE
@@ -202,12 +203,12 @@ class CorrectableStorm(Fault):
         return sorted(records, key=lambda r: r.t)
 
     def shape_gpu(self, node: int, gpu: int, frame: Frame, cols: Columns) -> None:
-        key = series_key(node, gpu)
         for i in self.after(frame, self.onset):
             t = frame.times[i]
             cols["corr_rows"][i] = self._rows(t)
             cols["remap_pending"][i] = True
-            cols["ecc_sbe"][i] = int((t - self.onset) / 60.0 * 41 + 3 * abs(self.noise.at(key, frame.buckets[i], 20)))
+            minutes = (t - self.onset) / 60.0
+            cols["ecc_sbe"][i] = int(41 * minutes + 8 * math.sin(2.3 * minutes))  # uneven but never decreasing
 
 
 class NvlinkDegraded(Fault):
@@ -288,11 +289,10 @@ class PcieDegraded(Fault):
         self.job = self.busy_job(plan)
 
     def shape_gpu(self, node: int, gpu: int, frame: Frame, cols: Columns) -> None:
-        key = series_key(node, gpu)
         for i in self.after(frame, self.onset):
             minutes = (frame.times[i] - self.onset) / 60.0
             cols["pcie_width"][i] = 8
-            cols["pcie_replay"][i] = int(52 * minutes + 20 * abs(self.noise.at(key, frame.buckets[i], 23)))
+            cols["pcie_replay"][i] = int(52 * minutes + 10 * math.sin(1.7 * minutes))  # uneven, never decreasing
 
 
 class GspHang(Fault):

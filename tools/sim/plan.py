@@ -10,7 +10,8 @@ Times are seconds relative to the scenario's "now" at creation (negative: in the
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
 from gpudoc.tools.sim.topology import Topology
 
 USERS = ["akumar", "jchen", "mgarcia", "spatel", "lnguyen", "rsmith", "okim", "tbrown"]

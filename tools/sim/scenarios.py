@@ -7,7 +7,9 @@ Ground-truth subjects (what an analyzer should name, see ``GroundTruth``):
 - GPU-level faults: ``node-N/gpu-M``;
 - node-level faults (``host-down``, ``ib-flap``) and ``pending-on-drained``: ``node-N``;
 - ``straggler``: the one slow GPU ``node-N/gpu-M`` (its job id is in ``job_id``);
-- ``idle-allocated``: the job id, e.g. ``"10342"`` (the signal is the whole job's GPUs).
+- ``idle-allocated``: the job id, e.g. ``"10342"`` (the signal is the whole job's GPUs);
+- ``healthy``: ``"cluster"``.
+``severity`` is None and ``hardware`` False for ``healthy`` and the negative control ``app-xid``.
 """
 
 from __future__ import annotations

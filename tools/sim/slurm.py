@@ -7,6 +7,7 @@ GPUs the telemetry shows busy, so all of them read the same plan at the same tim
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Callable
 
 from gpudoc.tools.models import QueueCounts, SlurmJob, SlurmNode, SlurmPartition, SlurmSnapshot
 from gpudoc.tools.sim.faults import Fault, NodeCondition
@@ -31,7 +32,7 @@ def index_ranges(indices: list[int]) -> str:
 class SlurmView:
     """Builds ``SlurmSnapshot``s from the plan and the faults' node conditions."""
 
-    def __init__(self, topo: Topology, plan: JobPlan, faults: list[Fault], at_rel):
+    def __init__(self, topo: Topology, plan: JobPlan, faults: list[Fault], at_rel: Callable[[float], datetime]):
         self.topo, self.plan, self.faults, self.at_rel = topo, plan, faults, at_rel
 
     def conditions(self, node: int, t: float) -> list[NodeCondition]:

@@ -42,10 +42,11 @@ def trusted_sample(values: dict[str, object]) -> GpuSample:
     Why skip validation: one hour of a 64-node cluster is 122,880 samples, and re-validating
     values we produced ourselves costs more than computing them. The result is an ordinary
     model (dump, copy and compare work); a test checks it equals the validated construction.
+    Samples are cached and shared between calls: callers treat them as read-only.
     """
     sample = GpuSample.__new__(GpuSample)
     object.__setattr__(sample, "__dict__", values)
-    object.__setattr__(sample, "__pydantic_fields_set__", _SAMPLE_FIELDS)
+    object.__setattr__(sample, "__pydantic_fields_set__", set(_SAMPLE_FIELDS))
     object.__setattr__(sample, "__pydantic_extra__", None)
     object.__setattr__(sample, "__pydantic_private__", None)
     return sample

@@ -1,0 +1,1 @@
+"""Evaluations of the agent over recorded model conversations (see run.py)."""

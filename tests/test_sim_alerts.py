@@ -1,0 +1,77 @@
+"""The alert evaluator fires after ``duration_seconds`` and resolves when the condition clears."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from gpudoc.tools.sim.clock import DEFAULT_NOW
+from gpudoc.tools.sim.source import SimSource
+
+
+def frozen(*scenarios: str) -> SimSource:
+    return SimSource.create(realtime=False, scenarios=list(scenarios))
+
+
+async def test_rules_are_in_watchdog_form_with_limits_of_the_gpu_model():
+    rules = {r.id: r for r in await frozen().alert_rules()}
+    assert rules["gpu-temp-high"].metric == "temperature_c"
+    assert rules["gpu-temp-high"].threshold == 85 and rules["gpu-temp-high"].duration_seconds == 60
+    h100 = {r.id: r for r in await SimSource.create(realtime=False, gpu_model="h100").alert_rules()}
+    assert h100["gpu-temp-high"].threshold == 87
+    assert all(r.enabled and r.created_at < DEFAULT_NOW for r in rules.values())
+
+
+async def test_fires_once_the_condition_held_for_its_duration():
+    source = frozen("thermal-throttle@node-1/gpu-2")
+    samples = (await source.gpu_history("node-1", 60))[2].samples
+    streak_start, expected = None, None
+    for sample in samples:  # the first moment the temperature has stayed above 85 for 60 s
+        if sample.temperature_c <= 85:
+            streak_start = None
+            continue
+        streak_start = streak_start or sample.timestamp
+        if sample.timestamp - streak_start >= timedelta(seconds=60):
+            expected = sample.timestamp
+            break
+    event = next(e for e in await source.alert_history() if e.rule_id == "gpu-temp-high")
+    assert (event.node_id, event.gpu_index) == ("node-1", 2)
+    assert expected is not None and event.fired_at == expected
+    assert event.active and event.value > 85 and event.threshold == 85
+
+
+async def test_resolves_when_the_condition_clears():
+    source = frozen("app-xid@node-2/gpu-0")
+    event = next(e for e in await source.alert_history() if e.rule_id == "gpu-xid")
+    assert event.resolved_at is not None
+    assert timedelta(minutes=5) <= event.resolved_at - event.fired_at <= timedelta(minutes=5, seconds=15)
+
+    storm = frozen("ecc-correctable-storm@node-0/gpu-1")
+    assert [e for e in await storm.alert_history() if e.rule_id == "gpu-xid" and e.active]
+    storm.advance(10 * 60)  # the remaps stop once the bank is full; five quiet minutes later it resolves
+    xid = [e for e in await storm.alert_history() if e.rule_id == "gpu-xid"]
+    assert xid and all(not e.active for e in xid)
+    assert [e for e in await storm.alert_history() if e.rule_id == "gpu-correctable-rows" and e.active]
+
+
+async def test_history_is_newest_first_and_limited():
+    source = frozen("xid79-fell-off-bus", "thermal-throttle", "host-down")
+    events = await source.alert_history(50)
+    assert [e.fired_at for e in events] == sorted((e.fired_at for e in events), reverse=True)
+    assert len(await source.alert_history(2)) == 2
+    assert await source.alert_history(0) == []
+
+
+async def test_incremental_evaluation_equals_one_pass():
+    stepped, direct = frozen("straggler", "ib-flap"), frozen("straggler", "ib-flap")
+    await stepped.alert_history()
+    for _ in range(4):
+        stepped.advance(150)
+        await stepped.alert_history()
+    direct.advance(600)
+    assert await stepped.alert_history(500) == await direct.alert_history(500)
+
+
+async def test_critical_alert_makes_the_cluster_unhealthy_and_warnings_do_not():
+    assert not (await frozen("hbm-uncorrectable").cluster_status()).healthy
+    assert (await frozen("power-brake").cluster_status()).healthy
+    assert (await frozen("healthy").cluster_status()).healthy

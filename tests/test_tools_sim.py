@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
@@ -12,6 +13,8 @@ from langchain_core.tools import BaseTool
 from gpudoc.tools.cluster_tools import TOOL_NAMES, build_cluster_tools
 from gpudoc.tools.compact import OUTPUT_BUDGET_CHARS
 from gpudoc.tools.sim.source import SimSource
+from gpudoc.tools.sim.watchdog_api import create_watchdog_app
+from gpudoc.tools.sources.watchdog import WatchdogSource
 
 THERMAL = "thermal-throttle@node-2/gpu-3"
 
@@ -119,3 +122,35 @@ async def test_large_cluster_views_say_how_to_narrow(sixty_four_nodes: dict[str,
         assert {"node-5", "node-40"} <= shown  # anomalous nodes are never the ones left out first
     history = json.loads((await call(sixty_four_nodes["get_gpu_history"], {})).content)
     assert "node_id" in history.get("truncated", history["scope"])
+
+
+async def test_tools_over_the_watchdog_api_report_what_that_api_lacks() -> None:
+    """The same tools on the GPU Watchdog source (served in process from the simulator)."""
+    simulated = SimSource.create(seed=42, nodes=8, gpu_model="a100", scenarios=[THERMAL], realtime=False)
+    transport = httpx.ASGITransport(app=create_watchdog_app(simulated))
+    source = WatchdogSource("http://watchdog.test", retries=0, transport=transport)
+    tools = {tool.name: tool for tool in build_cluster_tools(source)}
+    try:
+        for name in TOOL_NAMES:
+            for args in ARGUMENTS[name]:
+                message = await call(tools[name], args)
+                assert message.status == "success", (name, args, message.content)
+                assert len(message.content) <= OUTPUT_BUDGET_CHARS
+        jobs = json.loads((await call(tools["get_slurm_jobs"], {"state": "PENDING"})).content)
+        assert jobs["jobs"] is None and "does not provide a Slurm job list" in jobs["note"]
+        details = json.loads((await call(tools["get_node_details"], {"node_id": "node-2"})).content)
+        listed = {key for gpu in details["gpus"] for key in gpu} | set(details.get("same_for_all_gpus", {}))
+        assert not listed & {"last_xid", "xids", "corr_remapped_rows", "nvlink_errors"}  # absent, not zero
+    finally:
+        await source.aclose()
+
+
+async def test_unreachable_backend_is_a_clean_message_naming_the_url() -> None:
+    source = WatchdogSource("http://127.0.0.1:9", retries=0, timeout_s=2)
+    try:
+        message = await call(build_cluster_tools(source)[0], {})
+    finally:
+        await source.aclose()
+    assert message.status == "error"
+    assert message.content.startswith("get_cluster_status could not get data from the cluster source:")
+    assert "http://127.0.0.1:9" in message.content and "Traceback" not in message.content

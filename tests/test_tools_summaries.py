@@ -189,3 +189,14 @@ def test_node_history_degrades_points_then_gpus_to_stay_within_budget(gpu_count:
         assert len(payload["gpus"]) == gpu_count
         counts = {len(g["points"]) for g in payload["gpus"]}
         assert len(counts) == 1 and counts.pop() in (12, 10, 8, 6)
+
+
+def test_chart_times_are_shared_by_the_gpus_of_a_node_and_end_where_a_series_stopped() -> None:
+    live = series("node-5", 0, [60.0] * 60)
+    stopped = series("node-5", 1, [63.0] * 30, end=NOW - timedelta(minutes=30))
+    payload = render_node_history("node-5", [live, stopped], A100_80GB.name, 60)
+    live_times = [row[0] for row in payload["gpus"][0]["points"]]
+    stopped_times = [row[0] for row in payload["gpus"][1]["points"]]
+    assert len(live_times) == CHART_POINTS and live_times[-1] == "12:00"
+    assert stopped_times == live_times[: len(stopped_times)] and 5 <= len(stopped_times) <= 7
+    assert any(flag.startswith("series stopped at 11:30") for flag in payload["gpus"][1]["flags"])

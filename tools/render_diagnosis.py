@@ -1,8 +1,10 @@
-"""A ``DiagnosisReport`` rendered for the model: most severe first, info findings condensed.
+"""A ``DiagnosisReport`` rendered for the model: most severe first, repeats grouped, info condensed.
 
-Why condensed info findings: on a large cluster the analyzers may note dozens of harmless
-facts; the model needs every critical and warning finding with its evidence and action, and
-only a count of the rest by rule.
+Why grouped and condensed: on a large cluster one cause can yield the same finding on dozens of
+GPUs (a rack's cooling, a stale exporter), and the analyzers may note many harmless facts. The
+model needs every distinct critical and warning finding with its evidence and action; a rule
+that fired on many subjects becomes one entry listing them, and info findings beyond a few are
+only counted by rule.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from typing import Any
 from gpudoc.tools.compact import fit_to_budget, iso, without_none
 from gpudoc.tools.diagnosis.findings import SEVERITY_ORDER, DiagnosisReport, Finding
 
-#: Info findings listed one by one; the rest are counted by rule.
+#: Info entries listed; the rest are counted by rule.
 MAX_INFO_LISTED = 5
+#: Findings of one severity and rule from this many subjects on are shown as one entry.
+GROUP_FROM = 4
+MAX_SUBJECTS_LISTED = 24
 MAX_EVIDENCE_ITEMS = 4
 MAX_TEXT_CHARS = 200
 
@@ -42,12 +47,48 @@ def render_finding(finding: Finding) -> dict[str, Any]:
     )
 
 
+def render_group(findings: list[Finding]) -> dict[str, Any]:
+    """One entry for a rule that fired on many subjects: the subjects, one example's evidence."""
+    first = render_finding(findings[0])
+    subjects = [f.subject for f in findings]
+    if len(subjects) > MAX_SUBJECTS_LISTED:
+        subjects = subjects[:MAX_SUBJECTS_LISTED] + [f"+{len(findings) - MAX_SUBJECTS_LISTED} more"]
+    return without_none(
+        {
+            "severity": first["severity"],
+            "category": first.get("category"),
+            "rule": first["rule"],
+            "count": len(findings),
+            "subjects": subjects,
+            "title": first.get("title"),
+            "example": without_none({"subject": first["subject"], "evidence": first.get("evidence")}),
+            "cause": first.get("cause"),
+            "action": first.get("action"),
+        }
+    )
+
+
+def _entries(findings: list[Finding]) -> list[tuple[dict[str, Any], list[Finding]]]:
+    """Rendered entries with the findings each stands for, in order of each rule's first finding."""
+    by_rule: dict[tuple[str, str], list[Finding]] = {}
+    for finding in findings:
+        by_rule.setdefault((finding.severity, finding.rule), []).append(finding)
+    entries: list[tuple[dict[str, Any], list[Finding]]] = []
+    for group in by_rule.values():
+        if len(group) >= GROUP_FROM:
+            entries.append((render_group(group), group))
+        else:
+            entries.extend((render_finding(f), [f]) for f in group)
+    return entries
+
+
 def render_diagnosis(report: DiagnosisReport) -> dict[str, Any]:
-    ordered = sorted(report.findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.subject, f.rule))
-    serious = [f for f in ordered if f.severity != "info"]
-    info = [f for f in ordered if f.severity == "info"]
+    # stable: within a severity the engine's own order (most important first) is kept
+    ordered = sorted(report.findings, key=lambda f: SEVERITY_ORDER[f.severity])
+    serious = _entries([f for f in ordered if f.severity != "info"])
+    info = _entries([f for f in ordered if f.severity == "info"])
     listed = serious + info[:MAX_INFO_LISTED]
-    condensed = info[MAX_INFO_LISTED:]
+    condensed = [f for _, group in info[MAX_INFO_LISTED:] for f in group]
     header: dict[str, Any] = {
         "scope": report.scope,
         "time": iso(report.generated_at),
@@ -59,21 +100,20 @@ def render_diagnosis(report: DiagnosisReport) -> dict[str, Any]:
         header["not_examined"] = [_clip(item) for item in report.limitations]
     if not report.findings:
         header["summary"] = "no findings: nothing abnormal in the facts examined"
-    rendered = [render_finding(f) for f in listed]
 
     def build(shown: int) -> dict[str, Any]:
-        payload = {**header, "findings": rendered[:shown]}
-        left_out = listed[shown:] + condensed
+        payload = {**header, "findings": [entry for entry, _ in listed[:shown]]}
+        left_out = [f for _, group in listed[shown:] for f in group] + condensed
         if left_out:
             payload["not_listed"] = {
                 "count": len(left_out),
                 "by_rule": dict(Counter(f"{f.severity}:{f.rule}" for f in left_out).most_common()),
             }
-        if shown < len(rendered):
+        if shown < len(listed):
             payload["truncated"] = (
-                f"showing {shown} of {len(rendered)} findings, most severe first; "
+                f"showing {shown} of {len(listed)} entries, most severe first; "
                 "diagnose_cluster(node='node-N') examines one node"
             )
         return payload
 
-    return fit_to_budget(build, len(rendered))
+    return fit_to_budget(build, len(listed))

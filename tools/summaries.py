@@ -24,11 +24,13 @@ Shape for one node (``get_gpu_history(node_id="node-2")``), stable for the chat 
         "flags":["temp >= 85.0 °C (max operating) for 14 min, first 11:47, peak 89.2 °C"],
         "points":[["11:05",71.2,93,312], ...]}]}                          # up to CHART_POINTS
 
-``points`` rows follow ``point_fields``: the clock time (UTC, ``HH:MM``) of the last sample of
-a bucket, then the bucket's mean temperature (0.1 °C), utilisation (%) and power (W), the last
-two as integers, which is all a chart resolves. Buckets split the window into ``CHART_POINTS``
-equal runs of samples, oldest first (fewer, per ``CHART_POINT_STEPS``, when a busy node's
-summary needs the room). ``per_10min`` is the least-squares slope in units per 10 minutes,
+``points`` rows follow ``point_fields``: the clock time (UTC, ``HH:MM``) at the end of a
+bucket, then the bucket's mean temperature (0.1 °C), utilisation (%) and power (W), the last
+two as integers, which is all a chart resolves. Buckets split the node's window into
+``CHART_POINTS`` equal spans of time (fewer, per ``CHART_POINT_STEPS``, when a busy node's
+summary needs the room), oldest first, so all GPUs of a node share the same time labels; a
+series that stopped early has no rows after it stopped (place points by time, not by index).
+``per_10min`` is the least-squares slope in units per 10 minutes,
 given only when ``trend`` is ``rising`` or ``falling`` (the slope beats
 ``TREND_FLAT_PER_10MIN``); a ``flat`` trend has no slope. Flags are facts with their numbers:
 temperature at or above the model's limits, utilisation at 0 % for ``ZERO_UTIL_MIN_MINUTES``
@@ -153,25 +155,41 @@ def metric_stats(
     return stats
 
 
-def chart_points(samples: Sequence[GpuSample], count: int = CHART_POINTS) -> list[list[Any]]:
-    """Bucket means for a chart, rows in ``POINT_FIELDS`` order, oldest first."""
-    if not samples:
+def chart_points(
+    samples: Sequence[GpuSample],
+    count: int = CHART_POINTS,
+    window: tuple[datetime, datetime] | None = None,
+) -> list[list[Any]]:
+    """Bucket means for a chart, rows in ``POINT_FIELDS`` order, oldest first.
+
+    Buckets split ``window`` (the node's whole window; by default the series' own span) into
+    ``count`` equal spans of time, so every GPU of a node gets the same time labels, and a
+    series that stopped early simply has no rows after it stopped.
+    """
+    if not samples or count < 1:
         return []
-    buckets = min(count, len(samples))
-    rows: list[list[Any]] = []
-    for bucket in range(buckets):
-        start = bucket * len(samples) // buckets
-        end = (bucket + 1) * len(samples) // buckets
-        chunk = samples[start:end]
-        rows.append(
-            [
-                hhmm(chunk[-1].timestamp),
-                r1(fmean(s.temperature_c for s in chunk)),
-                rint(fmean(s.utilization_pct for s in chunk)),
-                rint(fmean(s.power_w for s in chunk)),
-            ]
-        )
-    return rows
+    start, end = window or (samples[0].timestamp, samples[-1].timestamp)
+    span = (end - start).total_seconds()
+    if span <= 0:
+        return [_row(samples[-1].timestamp, samples)]
+    buckets: list[list[GpuSample]] = [[] for _ in range(count)]
+    for sample in samples:
+        position = int((sample.timestamp - start).total_seconds() / span * count)
+        buckets[min(max(position, 0), count - 1)].append(sample)
+    return [
+        _row(start + (end - start) * (index + 1) / count, chunk)
+        for index, chunk in enumerate(buckets)
+        if chunk
+    ]
+
+
+def _row(moment: datetime, chunk: Sequence[GpuSample]) -> list[Any]:
+    return [
+        hhmm(moment),
+        r1(fmean(s.temperature_c for s in chunk)),
+        rint(fmean(s.utilization_pct for s in chunk)),
+        rint(fmean(s.power_w for s in chunk)),
+    ]
 
 
 def _stretches(flags: Sequence[bool]) -> list[tuple[int, int]]:
@@ -245,12 +263,9 @@ def counter_changes(samples: Sequence[GpuSample]) -> dict[str, dict[str, int]]:
 
 
 def summarise_gpu_series(
-    series: GpuSeries,
-    spec: GpuModelSpec | None,
-    window_end: datetime,
-    points: int = CHART_POINTS,
+    series: GpuSeries, spec: GpuModelSpec | None, window_end: datetime
 ) -> GpuHistoryFacts | None:
-    """One GPU's history as evidence; ``None`` when the series holds no sample."""
+    """One GPU's history as evidence (chart points are added per node); ``None`` without samples."""
     samples = series.samples
     if not samples:
         return None
@@ -295,7 +310,6 @@ def summarise_gpu_series(
         )
     if flags:
         summary["flags"] = flags
-    summary["points"] = chart_points(samples, points)
 
     return GpuHistoryFacts(
         gpu=series.gpu_index,
@@ -419,7 +433,9 @@ def render_node_history(
 
     # Over budget: fewer chart points first, since the statistics and flags are the evidence.
     for points in CHART_POINT_STEPS:
-        gpus = [{**summary, "points": chart_points(one.samples, points)} for one, summary in summarised]
+        gpus = [
+            {**summary, "points": chart_points(one.samples, points, bounds)} for one, summary in summarised
+        ]
         payload = {**header, "gpus": gpus}
         if len(dumps(payload)) <= OUTPUT_BUDGET_CHARS:
             return payload
@@ -467,11 +483,7 @@ def render_all_nodes_history(
     entries = []
     for node_id, node_series in by_node.items():
         spec = spec_for_model_name(models.get(node_id))
-        facts = [
-            f
-            for f in (summarise_gpu_series(s, spec, bounds[1], points=0) for s in node_series)
-            if f is not None
-        ]
+        facts = [f for f in (summarise_gpu_series(s, spec, bounds[1]) for s in node_series) if f is not None]
         if facts:
             entries.append(summarise_node_overview(node_id, facts))
     ranked = sorted(entries, key=overview_priority)

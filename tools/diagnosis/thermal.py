@@ -20,6 +20,8 @@ PEER_DELTA_C = 15.0
 PEER_UTIL_BAND_PCT = 30.0
 PEER_POWER_BAND = 0.15
 MIN_PEERS = 2
+#: below (max operating - this) a peer gap is thermal lag after a load change, not a cooling fault
+OUTLIER_FLOOR_BELOW_MAX_C = 15.0
 #: an SM clock below this fraction of the model's maximum under load is a real slowdown
 CLOCK_DROP_RATIO = 0.7
 LOADED_UTIL_PCT = 50.0
@@ -98,7 +100,8 @@ def _gpu_thermal(node: NodeMetrics, gpu: GpuMetrics, gpus: list[GpuMetrics]) -> 
             "gpu.thermal_slowdown", "warning", subject, "GPU above its maximum operating temperature",
             evidence, cooling_cause, action,
         ))
-    if peer_delta is not None and peer_delta >= PEER_DELTA_C:
+    if (peer_delta is not None and peer_delta >= PEER_DELTA_C
+            and (spec is None or temp >= spec.max_operating_temp_c - OUTLIER_FLOOR_BELOW_MAX_C)):
         findings.append(finding(
             "gpu.hot_vs_peers", "warning", subject,
             f"GPU {num(peer_delta)} °C hotter than comparable peers on {node.node_id}", evidence,

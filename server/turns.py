@@ -85,6 +85,11 @@ class TurnService:
                     finished = True
                     self.metrics.turn_latency.observe(time.perf_counter() - started)
                 yield event
+        except BaseException as exc:
+            import traceback, sys
+            print("TURN EXC", type(exc).__name__, time.time(), file=sys.stderr)
+            traceback.print_stack(file=sys.stderr)
+            raise
         finally:
             if not finished:
                 # the client went away (or the server is stopping): the turn was cancelled

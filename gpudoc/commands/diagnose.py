@@ -57,6 +57,10 @@ async def _diagnose(args: argparse.Namespace) -> DiagnosisReport:
         await source.aclose()
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 SEVERITY_LABEL = {"critical": "CRIT", "warning": "WARN", "info": "INFO"}
 
 
@@ -66,7 +70,7 @@ def render_table(report: DiagnosisReport) -> str:
     counts = report.counts()
     lines = [
         f"gpudoc diagnose: {report.scope} via {report.source} at {report.generated_at:%Y-%m-%d %H:%M:%S}Z; "
-        f"{report.nodes_examined} nodes, {report.gpus_examined} GPUs examined",
+        f"{_count(report.nodes_examined, 'node')}, {_count(report.gpus_examined, 'GPU')} examined",
         "",
     ]
     if report.findings:

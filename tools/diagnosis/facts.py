@@ -94,10 +94,19 @@ def median_or_none(values: list[float]) -> float | None:
 
 
 def _now_of(nodes: list[NodeMetrics], slurm: SlurmSnapshot | None) -> datetime:
+    """The cluster's clock: the newest node reading, else the scheduler's, else ours.
+
+    Node timestamps come from the metrics backend's own clock. A Slurm snapshot's timestamp may
+    be the time the response arrived (the GPU Watchdog API sends none), so it only counts when no
+    node reported: mixing the two clocks would make every GPU of a frozen or lagging backend
+    look stale.
+    """
     stamps = [node.timestamp for node in nodes if node.reachable]
+    if stamps:
+        return max(stamps)
     if slurm is not None:
-        stamps.append(slurm.timestamp)
-    return max(stamps) if stamps else datetime.now(timezone.utc)
+        return slurm.timestamp
+    return datetime.now(timezone.utc)
 
 
 async def _optional(what: str, call: Awaitable[T], limitations: list[str]) -> T | None:

@@ -8,6 +8,7 @@ a stateless client) and how the events are encoded on the wire.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -67,16 +68,16 @@ class TurnService:
         thread = thread_id or new_thread_id()
         if history:
             await self._append_history(thread, history)
+        events: asyncio.Queue[AgentEvent | None] = asyncio.Queue()
+        producer = asyncio.create_task(
+            self._produce(events, question, thread, self.enable_thinking if enable_thinking is None else enable_thinking),
+            name=f"gpudoc-turn-{thread}",
+        )
         started = time.perf_counter()
         first_token_seen = False
         finished = False
         try:
-            async for event in stream_turn(
-                self.agent,
-                question,
-                thread_id=thread,
-                enable_thinking=self.enable_thinking if enable_thinking is None else enable_thinking,
-            ):
+            while (event := await events.get()) is not None:
                 if isinstance(event, TokenEvent) and not first_token_seen:
                     first_token_seen = True
                     self.metrics.first_token_latency.observe(time.perf_counter() - started)
@@ -85,15 +86,29 @@ class TurnService:
                     finished = True
                     self.metrics.turn_latency.observe(time.perf_counter() - started)
                 yield event
-        except BaseException as exc:
-            import traceback, sys
-            print("TURN EXC", type(exc).__name__, time.time(), file=sys.stderr)
-            traceback.print_stack(file=sys.stderr)
-            raise
+            await producer  # re-raises what ended the turn early, if anything
         finally:
             if not finished:
                 # the client went away (or the server is stopping): the turn was cancelled
                 self.metrics.turns.labels("cancelled").inc()
+            if not producer.done():
+                # Cancel the turn once and let it close its LLM request undisturbed: a server
+                # cancels a departed client's handler repeatedly, and a cancellation landing in
+                # the agent's own clean-up would leave the LLM stream open, generating for nobody.
+                producer.cancel()
+                await asyncio.shield(asyncio.wait({producer}))
+
+    async def _produce(
+        self, events: asyncio.Queue[AgentEvent | None], question: str, thread_id: str, enable_thinking: bool
+    ) -> None:
+        """Runs the turn in a task of its own, so that only ``stream`` ever cancels it, and only once."""
+        try:
+            turn = stream_turn(self.agent, question, thread_id=thread_id, enable_thinking=enable_thinking)
+            async with aclosing(turn):
+                async for event in turn:
+                    events.put_nowait(event)
+        finally:
+            events.put_nowait(None)
 
     async def run(
         self,

@@ -211,9 +211,12 @@ def browser_page() -> Iterator[Any]:
 
 
 def ask_on_page(page: Any, question: str) -> None:
+    """Ask and wait until the page marks this turn done."""
+    done = page.locator('section.turn[data-state="done"]').count()
     page.fill("#question", question)
     page.press("#question", "Enter")
-    page.wait_for_selector(".turn-notes", timeout=60_000)  # written when the turn is done
+    page.wait_for_function(f"document.querySelectorAll('section.turn[data-state=done]').length > {done}",
+                           timeout=60_000)
 
 
 def test_chat_page_streams_the_answer_with_tool_panels_and_a_chart(tmp_path: Path) -> None:
@@ -245,9 +248,11 @@ def test_chat_page_streams_the_answer_with_tool_panels_and_a_chart(tmp_path: Pat
 
         ask_on_page(page, "Why are jobs pending?")  # a follow-up on the same thread
         assert page.locator("section.turn").count() == 2
+        assert page.locator("#send").is_enabled()
+        panel.locator("summary").click()  # fold the panel again for the picture
+        page.evaluate("document.getElementById('conversation').scrollTop = 0")
         ARTIFACTS.mkdir(exist_ok=True)
-        page.locator("section.turn").first.scroll_into_view_if_needed()
-        page.screenshot(path=str(ARTIFACTS / "chat-page.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / "chat-page.png"))
         assert page.errors == []
     conversations = [r for r in stub.requests if r["messages"][-1]["role"] == "user"]
     last_plan = conversations[-1]["messages"]

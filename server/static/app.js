@@ -317,6 +317,7 @@
     }
 
     finish(turn) {
+      this.root.dataset.state = "done";
       this.working.remove();
       this.answer.classList.remove("cursor");
       if (turn) {

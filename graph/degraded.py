@@ -15,6 +15,7 @@ from gpudoc.graph.contracts import ToolCallRecord
 from gpudoc.graph.reflect import node_in_question
 from gpudoc.tools.diagnosis.engine import diagnose
 from gpudoc.tools.diagnosis.findings import DiagnosisReport, Finding
+from gpudoc.tools.models import ClusterStatus, NodeMetrics, clock_event_names, spec_for_model_name
 from gpudoc.tools.sources.base import ClusterSource, SourceError, UnknownNodeError
 
 LLM_FAILURES: tuple[type[BaseException], ...] = (openai.APIError, httpx.HTTPError, ConnectionError, TimeoutError)
@@ -85,7 +86,7 @@ async def degraded_answer(
         report = await diagnose(source, node)
     except SourceError as error:
         return _nothing_available(reason, error), []
-    text = render_report(report, reason)
+    text = render_report(report, reason) + await _current_readings(source, node)
     if notes:
         text = text.replace("\n\n", "\n\n" + " ".join(notes) + "\n\n", 1)
     gathered = [r for r in evidence if not r.error]
@@ -94,6 +95,59 @@ async def degraded_answer(
             f"{r.name}({', '.join(f'{k}={v}' for k, v in r.arguments.items())})" for r in gathered
         ) + " (see the tool calls).\n"
     return text, list(report.findings)
+
+
+async def _current_readings(source: ClusterSource, node: str | None) -> str:
+    """The readings an operator asks about first, so a "how hot / how busy" question gets numbers.
+
+    A node question gets one row per GPU with its limits; a cluster question the one-glance status.
+    Best effort: a source failure here leaves the diagnosis above as the whole answer.
+    """
+    try:
+        if node:
+            return _node_table(await source.node_metrics(node))
+        return _cluster_lines(await source.cluster_status())
+    except SourceError:
+        return ""
+
+
+def _node_table(node: NodeMetrics) -> str:
+    if not node.reachable:
+        return f"\n{node.node_id} is not reporting: no current readings.\n"
+    spec = spec_for_model_name(node.gpus[0].model) if node.gpus else None
+    limits = (
+        f" Limits ({spec.name}): max operating {spec.max_operating_temp_c:g} °C, slowdown "
+        f"{spec.slowdown_temp_c:g} °C, power {spec.power_limit_w:g} W."
+        if spec
+        else ""
+    )
+    rows = [
+        f"\nCurrent readings of {node.node_id} at {node.timestamp:%H:%M}Z.{limits}",
+        "",
+        "| GPU | temp °C | util % | power W | SM MHz | clock events |",
+        "|---|---|---|---|---|---|",
+    ]
+    for gpu in node.gpus:
+        if gpu.stale:
+            rows.append(f"| {gpu.index} | stale | stale | stale | stale | not reporting |")
+            continue
+        clock = f"{gpu.sm_clock_mhz:.0f}" if gpu.sm_clock_mhz is not None else "n/a"
+        events = ", ".join(n for n in clock_event_names(gpu.clock_event_reasons) if n != "gpu_idle") or "none"
+        rows.append(
+            f"| {gpu.index} | {gpu.temperature_c:.1f} | {gpu.utilization_pct:.0f} | {gpu.power_w:.0f} | {clock} | {events} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _cluster_lines(status: ClusterStatus) -> str:
+    line = (
+        f"\nCluster now: {status.node_count} nodes, {status.gpu_count} GPUs, average GPU utilisation "
+        f"{status.avg_utilization_pct:.1f} %, average temperature {status.avg_temperature_c:.1f} °C, "
+        f"GPU memory {status.memory_used_gb:.0f} of {status.memory_total_gb:.0f} GB in use"
+    )
+    if status.slurm:
+        line += f"; Slurm: {status.slurm.jobs_running} jobs running, {status.slurm.jobs_pending} pending"
+    return line + ".\n"
 
 
 def _nothing_available(reason: str, error: SourceError) -> str:

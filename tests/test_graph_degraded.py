@@ -1,0 +1,34 @@
+"""The no-LLM answer carries the readings behind the question, every number from the source."""
+
+from __future__ import annotations
+
+from gpudoc.graph.degraded import degraded_answer
+from gpudoc.tools.sim.source import SimSource
+
+REASON = "LLM endpoint http://127.0.0.1:9/v1 is unreachable."
+
+
+async def test_node_question_lists_each_gpu_with_its_limits() -> None:
+    sim = SimSource.create(realtime=False, scenarios=["thermal-throttle@node-2/gpu-3"])
+    text, findings = await degraded_answer(sim, "Is node-2 running hot?", REASON, [])
+    node = await sim.node_metrics("node-2")
+    hot = node.gpus[3]
+    assert text.startswith("> **Answered without the language model.**")
+    assert f"| 3 | {hot.temperature_c:.1f} | {hot.utilization_pct:.0f} | {hot.power_w:.0f} |" in text
+    assert "sw_thermal" in text and "max operating 85 °C" in text
+    assert all(f"| {gpu.index} |" in text for gpu in node.gpus)
+    assert [f.subject for f in findings if f.severity == "critical"] == ["node-2/gpu-3"]
+
+
+async def test_cluster_question_gets_the_one_glance_status() -> None:
+    sim = SimSource.create(realtime=False)
+    status = await sim.cluster_status()
+    text, _ = await degraded_answer(sim, "How is the cluster doing?", REASON, [])
+    assert f"{status.node_count} nodes, {status.gpu_count} GPUs" in text
+    assert f"average GPU utilisation {status.avg_utilization_pct:.1f} %" in text
+
+
+async def test_stale_gpu_shows_no_numbers() -> None:
+    sim = SimSource.create(realtime=False, scenarios=["xid79-fell-off-bus@node-3/gpu-5"])
+    text, _ = await degraded_answer(sim, "what's wrong with node-3?", REASON, [])
+    assert "| 5 | stale | stale | stale | stale | not reporting |" in text

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from pydantic import ValidationError
+
 from gpudoc import __version__
 from gpudoc.tools.sources.base import SourceError
 
@@ -20,6 +22,19 @@ COMMAND_MODULES = ("diagnose", "scenarios", "sim", "ask", "chat", "serve")
 
 class CliError(Exception):
     """A problem the user can fix; printed as ``gpudoc: error: <message>`` with exit code 2."""
+
+    @classmethod
+    def from_value_error(cls, exc: ValueError) -> "CliError":
+        """One readable line from a bad option: a pydantic error names each field (or environment
+        variable) and what is wrong with it, instead of its multi-line dump with a docs URL."""
+        if isinstance(exc, ValidationError):
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or exc.title}: {error['msg']}"
+                + (f" (got {error.get('input')!r})" if not isinstance(error.get("input"), dict) else "")
+                for error in exc.errors()
+            )
+            return cls(f"invalid {exc.title}: {problems}")
+        return cls(str(exc))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (CliError, SourceError) as exc:
         print(f"gpudoc: error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # e.g. a malformed number in an environment variable
+        print(f"gpudoc: error: {CliError.from_value_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -6,18 +6,36 @@ nothing to install or run; one file at ``Settings.db_path`` (``GPUDOC_DB_PATH``)
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+import sqlite3
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 
+class ThreadStoreError(OSError):
+    """The thread database cannot be created or opened (a read-only folder, a file that is not SQLite)."""
+
+
 @asynccontextmanager
 async def open_checkpointer(path: str | Path) -> AsyncIterator[AsyncSqliteSaver]:
-    """An ``AsyncSqliteSaver`` on ``path`` (created with its folder if missing), closed on exit."""
+    """An ``AsyncSqliteSaver`` on ``path`` (created with its folder if missing), closed on exit.
+
+    Raises ``ThreadStoreError`` naming the file and the variable to change when it cannot be opened.
+    """
     target = Path(path).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(target)) as saver:
-        await saver.setup()
+    async with AsyncExitStack() as stack:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Open it once synchronously first: when aiosqlite's own connect fails, its worker
+            # thread outlives the event loop and prints a second traceback at exit.
+            sqlite3.connect(target).close()
+            saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(str(target)))
+            await saver.setup()
+        except (OSError, sqlite3.Error) as exc:
+            raise ThreadStoreError(
+                f"cannot open the thread database {target}: {exc}. "
+                "Point GPUDOC_DB_PATH (or --db-path / --db) at a writable file."
+            ) from exc
         yield saver

@@ -107,6 +107,10 @@ def _describe(errors: list[Any]) -> list[str]:
         if not isinstance(error, dict):
             lines.append(str(error))
             continue
+        if error.get("type") == "json_invalid":  # loc is ("body", character offset), not a field
+            reason = (error.get("ctx") or {}).get("error", "JSON decode error")
+            lines.append(f"the body is not valid JSON: {reason} (character {error.get('loc', ('', '?'))[-1]})")
+            continue
         location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
         message = str(error.get("msg", "invalid"))
         message = message.removeprefix("Value error, ")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from gpudoc.cli import main
 from gpudoc.tools.sim.scenarios import SCENARIOS
 
@@ -63,3 +65,18 @@ def test_unknown_scenario_is_one_line_exit_2(capsys):
 def test_unknown_node_lists_valid_ids(capsys):
     assert main(["diagnose", "--node", "node-99"]) == 2
     assert "Valid node ids: node-0, node-1" in capsys.readouterr().err
+
+
+def test_a_node_count_out_of_range_is_refused_with_the_range(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["diagnose", "--nodes", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --nodes: 0 is out of range; use 1..1024" in capsys.readouterr().err
+
+
+def test_a_malformed_environment_variable_names_the_variable(capsys, monkeypatch):
+    monkeypatch.setenv("BACKEND_TIMEOUT_S", "ten")
+    assert main(["diagnose"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "errors.pydantic.dev" not in err
+    assert "BACKEND_TIMEOUT_S: Input should be a valid number" in err and "'ten'" in err

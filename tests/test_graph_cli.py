@@ -55,7 +55,10 @@ def test_ask_without_a_model_answers_with_the_diagnosis(capsys):
 
 def test_ask_rejects_an_unknown_scenario(capsys):
     code = main(["ask", "hi", "--scenario", "no-such-fault", "--llm-base-url", NO_LLM])
-    assert code == 2 and "no-such-fault" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "no-such-fault" in err and "Valid scenarios: " in err
+    assert "no language model" not in err  # the bad option is reported before the model is probed
+    assert err.count("\n") == 1
 
 
 def test_chat_keeps_one_thread_and_starts_a_new_one(tmp_path, capsys, monkeypatch):

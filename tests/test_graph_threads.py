@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from gpudoc.config import Settings
 from gpudoc.graph.agent import build_agent
-from gpudoc.graph.checkpoint import open_checkpointer
+from gpudoc.graph.checkpoint import ThreadStoreError, open_checkpointer
 from gpudoc.graph.runner import run_turn
 from gpudoc.tools.sim.source import SimSource
 from tests.doubles.scripted_chat_model import ScriptedChatModel, calls, text, tool_call
@@ -57,3 +58,16 @@ async def test_old_turns_are_trimmed_to_the_context_window(tmp_path):
     last_prompt = model.prompts[-1]
     questions = [m.content for m in last_prompt if isinstance(m, HumanMessage)]
     assert questions[-1] == "hello 5" and "hello 0" not in questions and len(questions) < 6
+
+
+async def test_an_unusable_thread_database_is_one_clear_error(tmp_path):
+    not_sqlite = tmp_path / "notes.sqlite"
+    not_sqlite.write_text("not a database")
+    with pytest.raises(ThreadStoreError, match=r"notes\.sqlite: file is not a database\. Point GPUDOC_DB_PATH"):
+        async with open_checkpointer(not_sqlite):
+            pass
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(ThreadStoreError, match=r"cannot open the thread database .*a-file/threads\.sqlite"):
+        async with open_checkpointer(blocked / "threads.sqlite"):
+            pass

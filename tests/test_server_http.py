@@ -322,7 +322,10 @@ async def test_original_chat_rejects_a_body_that_is_not_json(tmp_path: Path, stu
         response = await client.post("/api/agent/chat", content=b"message=hi",
                                      headers={"content-type": "application/json"})
     assert response.status_code == 400
-    assert response.json()["error"] == "Invalid request"
+    body = response.json()
+    assert body["error"] == "Invalid request"
+    assert body["details"][0].startswith("the body is not valid JSON: "), body["details"]
+    assert stub.requests == []
 
 
 async def test_original_health_reports_the_model_or_the_error(tmp_path: Path, stub: StubVllmServer) -> None:
@@ -460,3 +463,18 @@ async def test_chat_page_and_vendored_libraries_are_served(tmp_path: Path, stub:
     assert marked.status_code == 200 and "marked v" in marked.text[:200]
     assert purify.status_code == 200 and "@license DOMPurify" in purify.text[:200]
     assert missing.status_code == 404
+
+
+def test_serve_refuses_an_unusable_thread_database_before_listening(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gpudoc.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["serve", "--port", "0", "--db-path", str(blocker / "threads.sqlite"),
+                 "--llm-base-url", "http://127.0.0.1:9/v1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("gpudoc: error: cannot open the thread database ")
+    assert "GPUDOC_DB_PATH" in captured.err and "Traceback" not in captured.err
+    assert "chat page on" not in captured.out  # it stopped before binding the port

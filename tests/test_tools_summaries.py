@@ -181,10 +181,11 @@ def test_node_history_degrades_points_then_gpus_to_stay_within_budget(gpu_count:
     gpus = [series("node-9", i, ramp(50.0 + i, 88.0 + i % 3), ramp(90.0, 10.0)) for i in range(gpu_count)]
     payload = render_node_history("node-9", gpus, A100_80GB.name, 60)
     assert len(dumps(payload)) <= OUTPUT_BUDGET_CHARS
-    if "truncated" in payload:
+    assert ("truncated" in payload) == (gpu_count > 10)  # up to 10 GPUs fit with fewer chart points
+    if gpu_count > 10:
         assert payload["truncated"].startswith("chart points dropped")
         assert all("points" not in g for g in payload["gpus"])
-        assert gpu_count > 10
+        assert len(payload["gpus"]) < gpu_count
     else:
         assert len(payload["gpus"]) == gpu_count
         counts = {len(g["points"]) for g in payload["gpus"]}

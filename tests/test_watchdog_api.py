@@ -7,7 +7,8 @@ import argparse
 import httpx
 import pytest
 
-from gpudoc.cli import CliError, main
+from gpudoc.cli import main
+from gpudoc.commands.common import listen
 from gpudoc.commands import sim as sim_command
 from gpudoc.tools.sim.watchdog_api import create_watchdog_app
 from gpudoc.tools.sources.base import SourceUnavailableError
@@ -108,14 +109,24 @@ def test_sim_command_rejects_the_watchdog_source(capsys: pytest.CaptureFixture[s
     assert error.startswith("gpudoc: error: gpudoc sim serves the simulated cluster")
 
 
-def test_sim_command_reports_a_busy_port() -> None:
-    busy = sim_command._listen("127.0.0.1", 0)
+def test_sim_command_reports_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
+    busy = listen("127.0.0.1", 0)
     try:
         port = busy.getsockname()[1]
-        with pytest.raises(CliError, match=f"Cannot listen on 127.0.0.1:{port}: .*--port"):
-            sim_command._listen("127.0.0.1", port)
+        assert main(["sim", "--port", str(port)]) == 2
     finally:
         busy.close()
+    error = capsys.readouterr().err
+    assert error.startswith(f"gpudoc: error: Cannot listen on 127.0.0.1:{port}: ")
+    assert "--port" in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize("argv", [["--port", "99999"], ["--port", "-1"], ["--nodes", "0"], ["--nodes", "5000"]])
+def test_sim_command_rejects_out_of_range_numbers(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sim", *argv])
+    assert exit_info.value.code == 2
+    assert "is out of range; use " in capsys.readouterr().err
 
 
 def test_sim_command_is_registered() -> None:

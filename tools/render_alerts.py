@@ -2,7 +2,8 @@
 
 Why ``get_alerts`` shows the firing events next to the rules: "what is alerting right now?" is
 the question operators ask, and the rules alone cannot answer it. Rule names are written by
-people, so they sit in a labelled ``name`` field, cleaned and cut short.
+people (and metric names come from whatever backend is configured), so they sit in labelled
+fields, cleaned and cut short.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def render_rule(rule: AlertRule) -> dict[str, Any]:
         {
             "id": rule.id,
             "name": free_text(rule.name),
-            "when": f"{rule.metric} {_CONDITION_SYMBOL[rule.condition]} {rule.threshold:g}",
+            "when": f"{free_text(rule.metric, 40)} {_CONDITION_SYMBOL[rule.condition]} {rule.threshold:g}",
             "for_s": rule.duration_seconds or None,
             "nodes": free_text(rule.node_filter, 40),
             "enabled": rule.enabled,
@@ -36,7 +37,7 @@ def render_event(event: AlertEvent) -> dict[str, Any]:
             "name": free_text(event.rule_name),
             "node": event.node_id,
             "gpu": event.gpu_index,
-            "metric": event.metric,
+            "metric": free_text(event.metric, 40),
             "value": r1(event.value),
             "when": f"{_CONDITION_SYMBOL[event.condition]} {event.threshold:g}",
             "fired": iso(event.fired_at),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from gpudoc.cli import CliError
-from gpudoc.commands.common import add_llm_arguments, add_source_arguments, source_from_args
+from gpudoc.commands.common import add_llm_arguments, add_source_arguments, int_in_range, source_from_args
 from gpudoc.config import Settings, load_settings
 from gpudoc.graph.agent import build_agent
 from gpudoc.graph.contracts import (
@@ -34,7 +34,6 @@ from gpudoc.graph.contracts import (
 )
 from gpudoc.graph.llm import build_chat_model, llm_available
 from gpudoc.graph.runner import stream_turn
-from gpudoc.tools.sources.base import ClusterSource
 
 #: when the probe already failed, fail fast instead of waiting on retries and timeouts
 UNREACHABLE_TIMEOUT_S = 10.0
@@ -59,18 +58,12 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     add_llm_arguments(parser)
     parser.add_argument("--no-thinking", action="store_true",
                         help="ask the model not to reason first (faster; sends enable_thinking=false)")
-    parser.add_argument("--max-rounds", type=int, default=4, help="most rounds of tool calls per question (default 4)")
+    parser.add_argument("--max-rounds", type=int_in_range(1, 20), default=4,
+                        help="most rounds of tool calls per question (1..20, default 4)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(LLM_BASE_URL=args.llm_base_url, LLM_MODEL=args.model)
-
-
-def open_source(args: argparse.Namespace, settings: Settings, *, realtime: bool) -> ClusterSource:
-    try:
-        return source_from_args(args, settings, realtime=realtime)
-    except ValueError as exc:  # unknown scenario or bad place: the message lists valid values
-        raise CliError(str(exc).splitlines()[0]) from None
 
 
 async def prepare_model(settings: Settings, *, notice: TextIO) -> Settings:
@@ -91,9 +84,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _ask(args: argparse.Namespace) -> int:
-    settings = await prepare_model(settings_from_args(args), notice=sys.stderr)
-    source = open_source(args, settings, realtime=False)
+    settings = settings_from_args(args)
+    source = source_from_args(args, settings, realtime=False)  # a bad option fails before the LLM probe
     try:
+        settings = await prepare_model(settings, notice=sys.stderr)
         agent = build_agent(source=source, llm=build_chat_model(settings), settings=settings,
                             max_rounds=args.max_rounds)
         thinking = False if args.no_thinking else None

@@ -16,9 +16,10 @@ import uuid
 from pathlib import Path
 
 from gpudoc.cli import CliError
-from gpudoc.commands.ask import TerminalRenderer, add_agent_arguments, open_source, prepare_model, settings_from_args
+from gpudoc.commands.ask import TerminalRenderer, add_agent_arguments, prepare_model, settings_from_args
+from gpudoc.commands.common import source_from_args
 from gpudoc.graph.agent import build_agent
-from gpudoc.graph.checkpoint import open_checkpointer
+from gpudoc.graph.checkpoint import ThreadStoreError, open_checkpointer
 from gpudoc.graph.contracts import ErrorEvent
 from gpudoc.graph.llm import build_chat_model
 from gpudoc.graph.runner import stream_turn
@@ -65,13 +66,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _chat(args: argparse.Namespace) -> int:
-    settings = await prepare_model(settings_from_args(args), notice=sys.stderr)
-    source = open_source(args, settings, realtime=True)
+    settings = settings_from_args(args)
+    source = source_from_args(args, settings, realtime=True)  # a bad option fails before the LLM probe
     db_path = Path(args.db) if args.db else settings.db_path
     thread = args.thread or uuid.uuid4().hex
     renderer = TerminalRenderer(sys.stdout, show_thinking=not args.no_thinking)
     thinking = False if args.no_thinking else None
     try:
+        settings = await prepare_model(settings, notice=sys.stderr)
         async with open_checkpointer(db_path) as checkpointer:
             agent = build_agent(source=source, llm=build_chat_model(settings), checkpointer=checkpointer,
                                 settings=settings, max_rounds=args.max_rounds)
@@ -94,7 +96,7 @@ async def _chat(args: argparse.Namespace) -> int:
                     renderer.show(event)
                     if isinstance(event, ErrorEvent):
                         print(f"gpudoc: error: {event.message}", file=sys.stderr)
-    except OSError as exc:
-        raise CliError(f"cannot open the thread database {db_path}: {exc}") from None
+    except ThreadStoreError as exc:
+        raise CliError(str(exc)) from None
     finally:
         await source.aclose()

@@ -11,12 +11,10 @@ import asyncio
 import shutil
 import textwrap
 
-from gpudoc.cli import CliError
 from gpudoc.commands.common import add_source_arguments, source_from_args
 from gpudoc.config import load_settings
 from gpudoc.tools.diagnosis.engine import diagnose
 from gpudoc.tools.diagnosis.findings import SEVERITY_ORDER, DiagnosisReport
-from gpudoc.tools.sources.base import ClusterSource
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,15 +40,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_source(args: argparse.Namespace) -> ClusterSource:
-    try:
-        return source_from_args(args, load_settings(), realtime=False)
-    except ValueError as exc:  # unknown scenario, bad place: the simulator's message lists valid values
-        raise CliError(str(exc).splitlines()[0]) from None
-
-
 async def _diagnose(args: argparse.Namespace) -> DiagnosisReport:
-    source = _open_source(args)
+    source = source_from_args(args, load_settings(), realtime=False)
     try:
         return await diagnose(source, args.node)
     finally:

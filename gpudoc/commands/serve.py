@@ -7,13 +7,21 @@ be one clear line and exit code 2, not a traceback from inside the server's star
 from __future__ import annotations
 
 import argparse
-import socket
+import asyncio
 from pathlib import Path
 
 import uvicorn
 
 from gpudoc.cli import CliError
-from gpudoc.commands.common import add_llm_arguments, add_source_arguments, source_options
+from gpudoc.commands.common import (
+    add_listen_arguments,
+    add_llm_arguments,
+    add_source_arguments,
+    listen,
+    source_options,
+    url_host,
+)
+from gpudoc.graph.checkpoint import ThreadStoreError, open_checkpointer
 from gpudoc.server.app import create_app
 from gpudoc.server.logs import configure_logging
 from gpudoc.server.settings import ServerSettings
@@ -31,8 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "SQLite (--db-path) and survive a restart."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    add_listen_arguments(parser, default_port=8080)
     parser.add_argument("--db-path", type=Path, default=None,
                         help="SQLite file for conversation threads (default: $GPUDOC_DB_PATH or gpudoc-threads.sqlite)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info",
@@ -58,13 +65,13 @@ def run(args: argparse.Namespace) -> int:
         options = source_options(args, settings, realtime=True)
         source = open_source(options)  # fails here, clearly, on a bad scenario or option
     except ValueError as exc:
-        raise CliError(str(exc)) from None
-    listener = _listen(args.host, args.port)
+        raise CliError.from_value_error(exc) from None
+    asyncio.run(_check_thread_store(settings.db_path))
+    listener = listen(args.host, args.port)
     host, port = listener.getsockname()[:2]
     configure_logging(args.log_level)
-    shown_host = f"[{host}]" if ":" in host else host
     print(
-        f"gpudoc serve: chat page on http://{shown_host}:{port}/ (LangServe at /agent, playground at "
+        f"gpudoc serve: chat page on http://{url_host(host)}:{port}/ (LangServe at /agent, playground at "
         f"/agent/playground/); source {options.source}; model {settings.llm_model} at {settings.llm_base_url}; "
         f"threads in {settings.db_path}" + ("; API token required" if settings.token else ""),
         flush=True,
@@ -80,22 +87,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """A bound, listening socket; a busy port or a bad host is a ``CliError``."""
+async def _check_thread_store(db_path: Path) -> None:
+    """Open the thread database once up front: an unwritable path is then one clear line, not a
+    traceback from inside the server's start-up."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise CliError(f"Cannot listen on {host}:{port}: {exc.strerror}. Check --host.") from None
-    listener = socket.socket(family, kind, proto)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind(address)
-        listener.listen(2048)
-    except OSError as exc:
-        listener.close()
-        raise CliError(
-            f"Cannot listen on {host}:{port}: {exc.strerror}. Pick another --port or stop the process using it."
-        ) from None
-    return listener
+        async with open_checkpointer(db_path):
+            pass
+    except ThreadStoreError as exc:
+        raise CliError(str(exc)) from None

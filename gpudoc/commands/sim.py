@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 
 import uvicorn
 
 from gpudoc.cli import CliError
-from gpudoc.commands.common import add_source_arguments, source_options
+from gpudoc.commands.common import add_listen_arguments, add_source_arguments, listen, source_options, url_host
 from gpudoc.config import load_settings
 from gpudoc.tools.sim.scenarios import parse_scenario
 from gpudoc.tools.sim.watchdog_api import create_watchdog_app
@@ -30,8 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--backend-url http://HOST:PORT` or a GPU Watchdog frontend at it."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=3001, help="port to listen on (default 3001)")
+    add_listen_arguments(parser, default_port=3001)
     add_source_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -47,15 +45,15 @@ def run(args: argparse.Namespace) -> int:
         source = open_source(options)
         placed = [parse_scenario(spec, options.nodes) for spec in options.scenarios]
     except ValueError as exc:
-        raise CliError(str(exc)) from None
-    listener = _listen(args.host, args.port)
+        raise CliError.from_value_error(exc) from None
+    listener = listen(args.host, args.port)
     host, port = listener.getsockname()[:2]
     scenarios = ", ".join(
         placement.name + (f"@{placement.subject}" if placement.subject else "") for placement in placed
     )
     print(
         f"gpudoc sim: serving {options.nodes} simulated {options.gpu_model} nodes (seed "
-        f"{options.seed}) as the GPU Watchdog API on http://{_url_host(host)}:{port} "
+        f"{options.seed}) as the GPU Watchdog API on http://{url_host(host)}:{port} "
         f"(Prometheus metrics at /metrics); scenarios: {scenarios or 'none (a healthy cluster)'}",
         flush=True,
     )
@@ -68,28 +66,3 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(source.aclose())
         listener.close()
     return 0
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind before starting the server, so a busy port is one clear error rather than a log line."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise CliError(f"Cannot listen on {host}:{port}: {exc.strerror}. Check --host.") from None
-    family, kind, proto, _, address = infos[0]
-    listener = socket.socket(family, kind, proto)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind(address)
-        listener.listen(2048)
-    except OSError as exc:
-        listener.close()
-        raise CliError(
-            f"Cannot listen on {host}:{port}: {exc.strerror}. Pick another --port or stop the "
-            "process using it."
-        ) from None
-    return listener
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

@@ -434,6 +434,10 @@ def _transport_reason(exc: httpx.TransportError) -> str:
     return str(exc) or type(exc).__name__
 
 
+#: longest part of a backend's ``{"error": ...}`` text quoted in our error messages
+ERROR_DETAIL_MAX_CHARS = 200
+
+
 def _error_detail(response: httpx.Response) -> str:
     """``: <error>`` from a ``{"error": ...}`` body, if the backend sent one."""
     try:
@@ -441,7 +445,9 @@ def _error_detail(response: httpx.Response) -> str:
     except ValueError:
         return ""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return f": {body['error']}"
+        # The backend's words, not ours: one line, bounded, so they cannot swamp the message.
+        text = " ".join(body["error"].split())
+        return f": {text[:ERROR_DETAIL_MAX_CHARS]}" + ("…" if len(text) > ERROR_DETAIL_MAX_CHARS else "")
     return ""
 
 

@@ -171,7 +171,8 @@ def build_agent(
         except LLM_FAILURES as error:
             reason = describe_llm_failure(error, base_url)
             writer({"kind": "status", "stage": "degraded", "detail": reason})
-            return {"degraded": True, "degraded_reason": reason, "llm_round_trips": trips}
+            # A call that never got an answer is not a round trip; the failure is in degraded_reason.
+            return {"degraded": True, "degraded_reason": reason}
         response = _with_call_ids(response)
         reasoning = str(response.additional_kwargs.get(REASONING_KEY) or "")
         joined = "\n\n".join(part for part in (state.get("reasoning", ""), reasoning) if part)

@@ -217,6 +217,7 @@ async def test_unreachable_llm_gives_a_labelled_deterministic_answer():
     agent, _ = agent_with([error], source=sim("thermal-throttle@node-2/gpu-3"))
     result = await run_turn(agent, "Is node-2 running hot?")
     assert result.degraded and "unreachable" in (result.degraded_reason or "")
+    assert result.llm_round_trips == 0  # the attempt got no answer: no round trip is claimed
     assert result.answer.startswith("> **Answered without the language model.**")
     assert any(f.subject == "node-2/gpu-3" and f.rule == "gpu.thermal_slowdown" for f in result.findings)
     assert all(f.subject.startswith("node-2") for f in result.findings if f.severity != "info")
@@ -228,6 +229,7 @@ async def test_llm_failing_after_tools_ran_still_answers():
     agent, _ = agent_with([calls(tool_call("get_cluster_status")), error])
     result = await run_turn(agent, "How is the cluster?")
     assert result.degraded and "HTTP 503" in result.degraded_reason
+    assert result.llm_round_trips == 1
     assert "get_cluster_status" in result.answer  # the evidence gathered is named
 
 

@@ -24,8 +24,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpudoc.tools.models import (
-    AlertEvent,
-    AlertRule,
     GpuMetrics,
     GpuSeries,
     NodeMetrics,
@@ -128,14 +126,14 @@ def create_watchdog_app(source: ClusterSource) -> FastAPI:
     @app.get("/api/alerts")
     async def alert_rules() -> JSONResponse:
         rules = await source.alert_rules()
-        return JSONResponse([_rule_wire(rule).to_wire() for rule in rules])
+        return JSONResponse([AlertRuleWire.from_model(rule).to_wire() for rule in rules])
 
     @app.get("/api/alerts/events/history")
     async def alert_history(
         limit: int = Query(50, ge=1, le=MAX_ALERT_EVENTS),
     ) -> JSONResponse:
         events = await source.alert_history(limit)
-        return JSONResponse([_event_wire(event).to_wire() for event in events[:limit]])
+        return JSONResponse([AlertEventWire.from_model(event).to_wire() for event in events[:limit]])
 
     @app.get("/api/metrics/slurm")
     async def slurm() -> JSONResponse:
@@ -246,36 +244,6 @@ def _history_wire(series: GpuSeries) -> GpuHistoryWire:
             )
             for sample in series.samples
         ],
-    )
-
-
-def _rule_wire(rule: AlertRule) -> AlertRuleWire:
-    return AlertRuleWire(
-        id=rule.id,
-        name=rule.name,
-        metric=rule.metric,
-        condition=rule.condition,
-        threshold=rule.threshold,
-        duration=rule.duration_seconds,
-        node_filter=rule.node_filter,
-        enabled=rule.enabled,
-        created_at=rule.created_at,
-        updated_at=rule.updated_at,
-    )
-
-
-def _event_wire(event: AlertEvent) -> AlertEventWire:
-    return AlertEventWire(
-        id=event.id,
-        rule_id=event.rule_id,
-        rule_name=event.rule_name,
-        node_id=event.node_id,
-        metric=event.metric,
-        value=event.value,
-        threshold=event.threshold,
-        condition=event.condition,
-        fired_at=event.fired_at,
-        resolved_at=event.resolved_at,
     )
 
 

@@ -167,41 +167,13 @@ class WatchdogSource(ClusterSource):
 
     async def alert_rules(self) -> list[AlertRule]:
         rules = await self._get_json("/api/alerts", list[AlertRuleWire])
-        return [
-            AlertRule(
-                id=rule.id,
-                name=rule.name,
-                metric=rule.metric,
-                condition=rule.condition,
-                threshold=rule.threshold,
-                duration_seconds=rule.duration,
-                node_filter=rule.node_filter,
-                enabled=rule.enabled,
-                created_at=rule.created_at,
-                updated_at=rule.updated_at,
-            )
-            for rule in rules
-        ]
+        return [rule.to_model() for rule in rules]
 
     async def alert_history(self, limit: int = 50) -> list[AlertEvent]:
         events = await self._get_json(
             "/api/alerts/events/history", list[AlertEventWire], params={"limit": limit}
         )
-        mapped = [
-            AlertEvent(
-                id=event.id,
-                rule_id=event.rule_id,
-                rule_name=event.rule_name,
-                node_id=event.node_id,
-                metric=event.metric,
-                value=event.value,
-                threshold=event.threshold,
-                condition=event.condition,
-                fired_at=event.fired_at,
-                resolved_at=event.resolved_at,
-            )
-            for event in events
-        ]
+        mapped = [event.to_model() for event in events]
         mapped.sort(key=lambda event: event.fired_at, reverse=True)
         return mapped[:limit]
 

@@ -19,6 +19,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
+from gpudoc.tools.models import AlertEvent, AlertRule
+
 
 def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -148,6 +150,14 @@ class AlertRuleWire(WireModel):
     created_at: Timestamp
     updated_at: Timestamp
 
+    # The original API names the hold time `duration`; everything else maps field for field.
+    @classmethod
+    def from_model(cls, rule: AlertRule) -> AlertRuleWire:
+        return cls(duration=rule.duration_seconds, **rule.model_dump(exclude={"duration_seconds"}))
+
+    def to_model(self) -> AlertRule:
+        return AlertRule(duration_seconds=self.duration, **self.model_dump(exclude={"duration"}))
+
 
 class AlertEventWire(WireModel):
     id: WireId
@@ -160,6 +170,14 @@ class AlertEventWire(WireModel):
     condition: Condition
     fired_at: Timestamp
     resolved_at: Timestamp | None
+
+    # The original API has no GPU index on events: it is dropped going out and absent coming in.
+    @classmethod
+    def from_model(cls, event: AlertEvent) -> AlertEventWire:
+        return cls(**event.model_dump(exclude={"gpu_index"}))
+
+    def to_model(self) -> AlertEvent:
+        return AlertEvent(**self.model_dump())
 
 
 # ---- /api/metrics/slurm --------------------------------------------------------------------

@@ -94,3 +94,24 @@ def fit_to_budget(
         else:
             high = middle - 1
     return build(low)
+
+
+def fit_list(
+    header: dict[str, Any],
+    key: str,
+    items: list[Any],
+    left_out_note: Callable[[int], str],
+    budget: int = OUTPUT_BUDGET_CHARS,
+) -> dict[str, Any]:
+    """``header`` plus as many of the prioritised ``items`` under ``key`` as fit in ``budget``.
+
+    When some are left out, ``truncated`` carries ``left_out_note(shown)``: what is missing and
+    how to narrow the query, so the model asks a better question instead of guessing.
+    """
+
+    def build(shown: int) -> dict[str, Any]:
+        if shown == len(items):
+            return {**header, key: items}
+        return {**header, "truncated": left_out_note(shown), key: items[:shown]}
+
+    return fit_to_budget(build, len(items), budget)

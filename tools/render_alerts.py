@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from gpudoc.tools.compact import fit_to_budget, free_text, iso, r1, without_none
+from gpudoc.tools.compact import fit_list, free_text, iso, r1, without_none
 from gpudoc.tools.models import AlertEvent, AlertRule
 
 _CONDITION_SYMBOL = {"gt": ">", "lt": "<", "eq": "==", "gte": ">=", "lte": "<="}
@@ -56,17 +56,13 @@ def render_alerts(rules: Sequence[AlertRule], events: Sequence[AlertEvent]) -> d
         "firing_count": len(firing),
     }
 
-    def build(shown: int) -> dict[str, Any]:
-        if shown == len(firing):
-            return {**header, "firing": firing}
-        return {
-            **header,
-            "truncated": f"showing {shown} of {len(firing)} firing alerts, newest first; "
-            "diagnose_cluster(node) or get_node_details(node_id) narrows to one node",
-            "firing": firing[:shown],
-        }
-
-    return fit_to_budget(build, len(firing))
+    return fit_list(
+        header,
+        "firing",
+        firing,
+        lambda shown: f"showing {shown} of {len(firing)} firing alerts, newest first; "
+        "diagnose_cluster(node) or get_node_details(node_id) narrows to one node",
+    )
 
 
 def render_alert_history(
@@ -84,13 +80,9 @@ def render_alert_history(
         }
     )
 
-    def build(shown: int) -> dict[str, Any]:
-        if shown == len(rendered):
-            return {**header, "events": rendered}
-        return {
-            **header,
-            "truncated": f"showing the newest {shown} of {len(rendered)} events; pass a smaller limit",
-            "events": rendered[:shown],
-        }
-
-    return fit_to_budget(build, len(rendered))
+    return fit_list(
+        header,
+        "events",
+        rendered,
+        lambda shown: f"showing the newest {shown} of {len(rendered)} events; pass a smaller limit",
+    )

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from typing import Any, Sequence, get_args
 
-from gpudoc.tools.compact import fit_to_budget, free_text, iso, without_none
+from gpudoc.tools.compact import fit_list, fit_to_budget, free_text, iso, without_none
 from gpudoc.tools.models import JobState, SlurmJob, SlurmNode, SlurmSnapshot
 
 JOB_STATES: tuple[str, ...] = get_args(JobState)
@@ -216,14 +216,10 @@ def render_slurm_jobs(
         header["note"] = f"no jobs of user '{free_text(user, 40)}'; users with jobs: {', '.join(users)}"
     rendered = [render_job(job, snapshot.timestamp) for job in matched]
 
-    def build(shown: int) -> dict[str, Any]:
-        if shown == len(rendered):
-            return {**header, "jobs": rendered}
-        return {
-            **header,
-            "truncated": f"showing {shown} of {len(rendered)} jobs (running, then pending, then "
+    return fit_list(
+        header,
+        "jobs",
+        rendered,
+        lambda shown: f"showing {shown} of {len(rendered)} jobs (running, then pending, then "
             "the most recent others); narrow with state, node or user",
-            "jobs": rendered[:shown],
-        }
-
-    return fit_to_budget(build, len(rendered))
+    )

@@ -48,7 +48,7 @@ from datetime import datetime
 from statistics import fmean, median
 from typing import Any, Sequence
 
-from gpudoc.tools.compact import OUTPUT_BUDGET_CHARS, dumps, fit_to_budget, hhmm, iso, r1, rint, without_none
+from gpudoc.tools.compact import OUTPUT_BUDGET_CHARS, dumps, fit_list, fit_to_budget, hhmm, iso, r1, rint, without_none
 from gpudoc.tools.models import GpuModelSpec, GpuSample, GpuSeries, spec_for_model_name
 
 POINT_FIELDS: tuple[str, ...] = ("time", "temp_c", "util_pct", "power_w")
@@ -488,14 +488,10 @@ def render_all_nodes_history(
             entries.append(summarise_node_overview(node_id, facts))
     ranked = sorted(entries, key=overview_priority)
 
-    def build(shown: int) -> dict[str, Any]:
-        if shown == len(ranked):
-            return {**header, "per_node": ranked}
-        return {
-            **header,
-            "truncated": f"showing {shown} of {len(ranked)} nodes: flagged first, then rising "
+    return fit_list(
+        header,
+        "per_node",
+        ranked,
+        lambda shown: f"showing {shown} of {len(ranked)} nodes: flagged first, then rising "
             "temperature, then hottest; pass node_id to see one node",
-            "per_node": ranked[:shown],
-        }
-
-    return fit_to_budget(build, len(ranked))
+    )

@@ -221,5 +221,5 @@ def render_slurm_jobs(
         "jobs",
         rendered,
         lambda shown: f"showing {shown} of {len(rendered)} jobs (running, then pending, then "
-            "the most recent others); narrow with state, node or user",
+        "the most recent others); narrow with state, node or user",
     )

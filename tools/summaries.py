@@ -493,5 +493,5 @@ def render_all_nodes_history(
         "per_node",
         ranked,
         lambda shown: f"showing {shown} of {len(ranked)} nodes: flagged first, then rising "
-            "temperature, then hottest; pass node_id to see one node",
+        "temperature, then hottest; pass node_id to see one node",
     )

@@ -30,16 +30,20 @@ RULES = """Rules:
 5. The tools are read-only. You cannot drain, reboot or change anything; recommend actions for the operator instead."""
 
 
-def plan_prompt(tools_overview: str) -> str:
-    """System prompt of the planning calls (tools bound)."""
+def _preamble(tools_overview: str) -> str:
+    """Identical opening of both prompts, so vLLM's prefix cache serves it to the answer call too."""
     return (
         "You are gpudoc, a diagnostic assistant for an NVIDIA GPU cluster. You answer operators' questions "
         "with evidence from read-only cluster tools.\n\n"
         f"GPU limits:\n{GPU_LIMITS}\n\n"
         f"Tools:\n{tools_overview.strip()}\n\n"
         f"{RULES}\n\n"
-        "Call the tools you need now. When the results already answer the question, answer."
     )
+
+
+def plan_prompt(tools_overview: str) -> str:
+    """System prompt of the planning calls (tools bound)."""
+    return _preamble(tools_overview) + "Call the tools you need now. When the results already answer the question, answer."
 
 
 def answer_prompt(tools_overview: str, *, round_limit_reached: bool) -> str:
@@ -51,15 +55,12 @@ def answer_prompt(tools_overview: str, *, round_limit_reached: bool) -> str:
         else ""
     )
     return (
-        "You are gpudoc, a diagnostic assistant for an NVIDIA GPU cluster. Tools were already called; their "
-        "results are in the conversation.\n\n"
-        f"GPU limits:\n{GPU_LIMITS}\n\n"
-        f"Tools that were available:\n{tools_overview.strip()}\n\n"
-        f"{RULES}\n\n"
-        "Now answer the operator's last question in concise markdown: the direct answer first, then the "
-        "evidence with its numbers (copied from the tool results, with units), what it means and what to do. "
-        "Use a table when comparing several GPUs or nodes."
-        f"{limit_note}"
+        _preamble(tools_overview)
+        + "The tools were already called; their results are in the conversation. Now answer the operator's "
+        "last question in concise markdown: the direct answer first, then the evidence with its numbers "
+        "(copied from the tool results, with units), what it means and what to do. Use a table when comparing "
+        "several GPUs or nodes."
+        + limit_note
     )
 
 

@@ -171,7 +171,7 @@ async def test_round_limit_answers_with_what_it_has():
     attempts = iter(range(100))
 
     def keep_guessing(prompt):
-        if "Tools were already called" in prompt[0].content:
+        if "The tools were already called" in prompt[0].content:
             return text("Partial answer from the evidence gathered.")
         return calls(tool_call("get_node_details", node_id=f"rack-{next(attempts)}"))
 

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_agent_arguments(parser)
     parser.add_argument("--thread", default=None, help="continue this thread id (default: a new thread)")
-    parser.add_argument("--db", default=None, help="SQLite file for threads (default: $GPUDOC_DB_PATH)")
+    parser.add_argument("--db-path", "--db", dest="db_path", default=None,
+                        help="SQLite file for threads (default: $GPUDOC_DB_PATH)")
     parser.set_defaults(func=run)
 
 
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 async def _chat(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     source = source_from_args(args, settings, realtime=True)  # a bad option fails before the LLM probe
-    db_path = Path(args.db) if args.db else settings.db_path
+    db_path = Path(args.db_path) if args.db_path else settings.db_path
     thread = args.thread or uuid.uuid4().hex
     renderer = TerminalRenderer(sys.stdout, show_thinking=not args.no_thinking)
     thinking = False if args.no_thinking else None

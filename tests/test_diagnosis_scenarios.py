@@ -91,3 +91,15 @@ async def test_h100_cluster_thermal_fault_is_found():
         assert found(source.ground_truth[0], findings), describe(findings)
     finally:
         await source.aclose()
+
+
+async def test_every_fault_at_once_on_sixteen_nodes():
+    from tests.test_sim_scenarios import ALL_AT_ONCE
+
+    findings, truths = await findings_for(*ALL_AT_ONCE, nodes=16)
+    assert [t.scenario for t in truths if t.severity and not found(t, findings)] == [], describe(findings)
+    assert [f for f in serious(findings) if not explained(f, truths)] == [], describe(findings)
+    # Each fault keeps its own diagnosis when crowded by others (not just some alert on the GPU).
+    rules = {f.subject: f.rule for f in findings}
+    assert rules["node-11/gpu-2"] == "job.straggler"
+    assert rules["node-12/gpu-3"] == "gpu.application_xid"

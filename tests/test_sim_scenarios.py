@@ -263,3 +263,34 @@ def test_parse_scenario_places_and_errors():
         parse_scenario("host-down@node-1/gpu-2", 8)
     with pytest.raises(ValueError, match="expected NAME"):
         parse_scenario("thermal-throttle@@", 8)
+
+
+ALL_AT_ONCE = [
+    "xid79-fell-off-bus@node-0/gpu-1", "hbm-uncorrectable@node-1/gpu-2", "row-remap-failure@node-2/gpu-3",
+    "ecc-correctable-storm@node-3/gpu-4", "nvlink-degraded@node-4/gpu-5", "thermal-throttle@node-5/gpu-6",
+    "power-brake@node-6/gpu-7", "pcie-degraded@node-7/gpu-0", "gsp-hang@node-8/gpu-1", "host-down@node-9",
+    "ib-flap@node-10", "straggler@node-11/gpu-2", "app-xid@node-12/gpu-3", "pending-on-drained@node-13",
+    "idle-allocated@node-14/gpu-0",
+]
+
+
+async def test_no_gpu_ever_runs_two_jobs_at_once_with_every_fault_injected() -> None:
+    # ib-flap's two-node job and the straggler's job both want node-11: they must take turns.
+    sim = SimSource.create(nodes=16, realtime=False, scenarios=ALL_AT_ONCE)
+    snapshot = await sim.slurm()
+    assert snapshot is not None and snapshot.jobs is not None
+    far_future = snapshot.timestamp.replace(year=snapshot.timestamp.year + 1)
+    holders: dict[tuple[str, int], list] = {}
+    for job in snapshot.jobs:
+        if job.start_time is None:
+            continue
+        for node, gpus in job.gpu_indices.items():
+            for gpu in gpus:
+                holders.setdefault((node, gpu), []).append((job.start_time, job.end_time or far_future, job.job_id))
+    for place, spans in holders.items():
+        spans.sort()
+        for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
+            assert start >= end, f"{place}: jobs {first} and {second} overlap"
+    straggler = next(g for g in sim.ground_truth if g.scenario == "straggler")
+    job = next(j for j in snapshot.jobs if j.job_id == straggler.job_id)
+    assert job.state == "RUNNING" and len(job.gpu_indices["node-11"]) >= 4

@@ -155,6 +155,12 @@ class JobPlan:
         return {g for j in self.jobs if j.pinned and j.overlaps(node, list(range(8)), since)
                 for g in j.alloc.get(node, [])}
 
+    def _pinned_end(self, node: int, gpus: range, since: float) -> float:
+        """When the last pinned job holding any of ``gpus`` on ``node`` after ``since`` ends."""
+        ends = [j.end for j in self.jobs
+                if j.pinned and j.end is not None and j.overlaps(node, list(gpus), since)]
+        return max(ends, default=since)
+
     def ensure_job(self, node: int, gpu: int, since: float, *, block: int, kind: str, start: float,
                    min_gpus: int = 1, reuse: bool = True, **job_fields: object) -> PlannedJob:
         """The job running on (node, gpu) since ``since``, pinned so later faults keep it.
@@ -171,8 +177,14 @@ class JobPlan:
             current.pinned = True
             return current
         first = (gpu // block) * block
+        block_gpus = range(first, first + block)
         taken = self.pinned_gpus(node, start)
-        wanted = sorted({g for g in range(first, first + block) if g not in taken} | {gpu})
+        if gpu in taken or sum(g not in taken for g in block_gpus) < min_gpus:
+            # Another fault's job held these GPUs (it has ended, or it would have been shared
+            # above): start once it is gone, so no GPU ever runs two jobs at once.
+            start = max(start, self._pinned_end(node, block_gpus, start) + 60.0)
+            taken = self.pinned_gpus(node, start)
+        wanted = sorted(g for g in block_gpus if g not in taken) or [gpu]
         self.evict(node, wanted, start)
         job_fields.setdefault("submit", start - 300.0)
         return self.add(kind=kind, alloc={node: wanted}, start=start, pinned=True,

@@ -97,6 +97,8 @@ class TurnService:
                 # the agent's own clean-up would leave the LLM stream open, generating for nobody.
                 producer.cancel()
                 await asyncio.shield(asyncio.wait({producer}))
+            if thread_id is None:
+                await asyncio.shield(self._forget(thread))
 
     async def _produce(
         self, events: asyncio.Queue[AgentEvent | None], question: str, thread_id: str, enable_thinking: bool
@@ -127,6 +129,16 @@ class TurnService:
                 if isinstance(event, ErrorEvent):
                     raise TurnFailedError(event.message)
         raise TurnFailedError("the agent ended the turn without an answer")
+
+    async def _forget(self, thread_id: str) -> None:
+        """Drop a private thread once its turn is over.
+
+        A stateless client (the original chat API, the playground) sends the whole history with
+        every request, so keeping its one-turn threads would only grow the database forever.
+        """
+        checkpointer = getattr(self.agent, "checkpointer", None)
+        if checkpointer is not None and hasattr(checkpointer, "adelete_thread"):
+            await checkpointer.adelete_thread(thread_id)
 
     async def _append_history(self, thread_id: str, history: Sequence[BaseMessage]) -> None:
         config = {"configurable": {"thread_id": thread_id}}

@@ -478,3 +478,19 @@ def test_serve_refuses_an_unusable_thread_database_before_listening(
     assert captured.err.startswith("gpudoc: error: cannot open the thread database ")
     assert "GPUDOC_DB_PATH" in captured.err and "Traceback" not in captured.err
     assert "chat page on" not in captured.out  # it stopped before binding the port
+
+
+async def test_stateless_turns_leave_no_threads_behind(tmp_path: Path, stub: StubVllmServer) -> None:
+    """The original API and thread-less /agent calls carry their history: nothing is kept for them."""
+    import sqlite3
+
+    settings = settings_for(tmp_path, stub.url)
+    async with serving(settings) as client:
+        chat = await client.post("/api/agent/chat", json={"message": HOT_QUESTION})
+        invoke = await client.post("/agent/invoke", json={"input": {"messages": [human(HOT_QUESTION)]}})
+        kept = await client.post("/agent/invoke", json={"input": {"messages": [human(HOT_QUESTION)]}},
+                                 headers={"X-Thread-Id": "ops-kept"})
+    assert [r.status_code for r in (chat, invoke, kept)] == [200, 200, 200]
+    with sqlite3.connect(settings.db_path) as db:
+        threads = {row[0] for row in db.execute("SELECT DISTINCT thread_id FROM checkpoints")}
+    assert threads == {"ops-kept"}

@@ -12,11 +12,16 @@ import openai
 import httpx
 
 from gpudoc.graph.contracts import ToolCallRecord
-from gpudoc.graph.reflect import node_in_question
+from gpudoc.graph.reflect import TOPICS, node_in_question
 from gpudoc.tools.diagnosis.engine import diagnose
 from gpudoc.tools.diagnosis.findings import DiagnosisReport, Finding
-from gpudoc.tools.models import ClusterStatus, NodeMetrics, clock_event_names, spec_for_model_name
+from gpudoc.tools.compact import free_text
+from gpudoc.tools.models import ClusterStatus, NodeMetrics, SlurmSnapshot, clock_event_names, spec_for_model_name
 from gpudoc.tools.sources.base import ClusterSource, SourceError, UnknownNodeError
+
+JOBS_TOPIC = next(topic for topic in TOPICS if topic.name == "jobs")
+#: rows of the pending-jobs table before the rest is counted instead of listed
+PENDING_ROWS = 15
 
 LLM_FAILURES: tuple[type[BaseException], ...] = (openai.APIError, httpx.HTTPError, ConnectionError, TimeoutError)
 """Exceptions that mean "the model endpoint failed", as opposed to a bug in gpudoc."""
@@ -91,6 +96,8 @@ async def degraded_answer(
     except SourceError as error:
         return _nothing_available(reason, error), []
     text = render_report(report, reason) + await _current_readings(source, node)
+    if JOBS_TOPIC.asked(question):
+        text += await _pending_jobs(source)
     if notes:
         text = text.replace("\n\n", "\n\n" + " ".join(notes) + "\n\n", 1)
     gathered = [r for r in evidence if not r.error]
@@ -152,6 +159,46 @@ def _cluster_lines(status: ClusterStatus) -> str:
     if status.slurm:
         line += f"; Slurm: {status.slurm.jobs_running} jobs running, {status.slurm.jobs_pending} pending"
     return line + ".\n"
+
+
+async def _pending_jobs(source: ClusterSource) -> str:
+    """The queue behind a "why are jobs pending?" question: who waits, for how much, and why."""
+    try:
+        snapshot = await source.slurm()
+    except SourceError as error:
+        return f"\nThe Slurm queue could not be read: {error}\n"
+    if snapshot is None:
+        return "\nThis cluster reports no Slurm scheduler.\n"
+    return _pending_table(snapshot)
+
+
+def _cell(text: str, limit: int) -> str:
+    """Scheduler text as one markdown table cell: one line, bounded, no column breaks."""
+    return (free_text(text, limit) or "").replace("|", "\\|")
+
+
+def _pending_table(snapshot: SlurmSnapshot) -> str:
+    if snapshot.jobs is None:
+        return (f"\nSlurm queue: {snapshot.queue.pending} pending, {snapshot.queue.running} running "
+                "(this source has no job list, so reasons are not shown).\n")
+    pending = sorted((j for j in snapshot.jobs if j.state == "PENDING"), key=lambda j: j.submit_time)
+    if not pending:
+        return "\nNo jobs are pending in Slurm.\n"
+    rows = [
+        f"\nPending jobs ({len(pending)}), longest waiting first:",
+        "",
+        "| job | user | partition | GPUs | reason | waiting |",
+        "|---|---|---|---|---|---|",
+    ]
+    for job in pending[:PENDING_ROWS]:
+        waited = max(0, round((snapshot.timestamp - job.submit_time).total_seconds() / 60))
+        rows.append(
+            f"| {job.job_id} | {_cell(job.user, 32)} | {_cell(job.partition, 32)} | {job.gpus} | "
+            f"{_cell(job.pending_reason or 'unknown', 60)} | {waited} min |"
+        )
+    if len(pending) > PENDING_ROWS:
+        rows.append(f"\n{len(pending) - PENDING_ROWS} more pending jobs not listed.")
+    return "\n".join(rows) + "\n"
 
 
 def _nothing_available(reason: str, error: SourceError) -> str:

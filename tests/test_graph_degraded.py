@@ -32,3 +32,20 @@ async def test_stale_gpu_shows_no_numbers() -> None:
     sim = SimSource.create(realtime=False, scenarios=["xid79-fell-off-bus@node-3/gpu-5"])
     text, _ = await degraded_answer(sim, "what's wrong with node-3?", REASON, [])
     assert "| 5 | stale | stale | stale | stale | not reporting |" in text
+
+
+async def test_job_question_lists_the_pending_queue_with_reasons() -> None:
+    sim = SimSource.create(realtime=False, scenarios=["pending-on-drained@node-7"])
+    snapshot = await sim.slurm()
+    pending = [j for j in snapshot.jobs if j.state == "PENDING"]
+    text, findings = await degraded_answer(sim, "Why are jobs pending?", REASON, [])
+    assert f"Pending jobs ({len(pending)}), longest waiting first:" in text
+    for job in pending:
+        assert f"| {job.job_id} | {job.user} |" in text and (job.pending_reason or "") in text
+    assert any(f.rule == "sched.pending_on_unavailable_nodes" for f in findings)
+
+
+async def test_thermal_question_gets_no_queue_table() -> None:
+    sim = SimSource.create(realtime=False)
+    text, _ = await degraded_answer(sim, "Is node-1 running hot?", REASON, [])
+    assert "Pending jobs" not in text

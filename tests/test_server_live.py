@@ -35,21 +35,31 @@ SERVE_URL = re.compile(r"chat page on (http://\S+?)/ ")
 
 @contextmanager
 def gpudoc_serve(tmp_path: Path, llm_url: str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``gpudoc serve`` on a free port of 127.0.0.1; yields its base URL, stops it with SIGTERM."""
+    """``gpudoc serve`` on a free port of 127.0.0.1; yields its base URL, stops it with SIGTERM.
+
+    Its output goes to a file, not a pipe: a pipe nobody drains fills up and freezes the server
+    mid-test, which would look like the very hang these tests look for.
+    """
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("GPUDOC_", "LLM_"))}
     environment.update(env or {})
     command = [str(GPUDOC), "serve", "--port", "0", "--llm-base-url", llm_url,
                "--db-path", str(tmp_path / "threads.sqlite"), "--log-level", "warning", *args]
-    process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=log, stderr=subprocess.STDOUT,
+                                   text=True)
     try:
-        banner = process.stdout.readline() if process.stdout else ""
-        match = SERVE_URL.search(banner)
+        match = None
+        for _ in range(600):  # the banner is printed once the socket is bound
+            match = SERVE_URL.search(log_path.read_text())
+            if match or process.poll() is not None:
+                break
+            time.sleep(0.05)
         if not match:
             process.kill()
-            raise AssertionError(f"gpudoc serve did not start: {banner!r} {process.stderr.read() if process.stderr else ''}")
+            raise AssertionError(f"gpudoc serve did not start: {log_path.read_text()[-2000:]!r}")
         base_url = match.group(1)
-        for _ in range(200):  # the socket is bound already; wait for the app's start-up
+        for _ in range(200):  # wait for the app's start-up
             try:
                 if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
                     break
@@ -63,9 +73,6 @@ def gpudoc_serve(tmp_path: Path, llm_url: str, *args: str, env: dict[str, str] |
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
-        for stream in (process.stdout, process.stderr):
-            if stream:
-                stream.close()
 
 
 def metric(base_url: str, name: str, **labels: str) -> float:
@@ -161,10 +168,17 @@ def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatc
         body = {"input": {"messages": [{"type": "human", "content": "Is node-2 running hot?"}]}}
         with httpx.Client(timeout=30) as client, client.stream("POST", url + "/agent/stream", json=body) as response:
             assert response.status_code == 200
+            seen: list[str] = []
             for line in response.iter_lines():
+                seen.append(line)
                 if line.startswith("data:") and '"content":"GPU' in line:
                     break  # the answer is streaming: leave now
-        assert aborted.wait(timeout=30), "the server kept reading from the LLM after the client left"
+            else:
+                raise AssertionError(f"the answer never started streaming; last lines: {seen[-5:]}")
+        assert aborted.wait(timeout=30), (
+            "the server kept reading from the LLM after the client left; server log: "
+            + (tmp_path / "serve.log").read_text()[-2000:]
+        )
         cancelled = 0.0
         for _ in range(100):
             cancelled = metric(url, "gpudoc_agent_turns_total", outcome="cancelled")

@@ -51,6 +51,7 @@ class TurnService:
         self.agent = agent
         self.metrics = metrics
         self.enable_thinking = enable_thinking
+        self._background: set[asyncio.Task[None]] = set()
 
     async def stream(
         self,
@@ -91,14 +92,21 @@ class TurnService:
             if not finished:
                 # the client went away (or the server is stopping): the turn was cancelled
                 self.metrics.turns.labels("cancelled").inc()
-            if not producer.done():
-                # Cancel the turn once and let it close its LLM request undisturbed: a server
-                # cancels a departed client's handler repeatedly, and a cancellation landing in
-                # the agent's own clean-up would leave the LLM stream open, generating for nobody.
-                producer.cancel()
-                await asyncio.shield(asyncio.wait({producer}))
-            if thread_id is None:
-                await asyncio.shield(self._forget(thread))
+            try:
+                if not producer.done():
+                    # Cancel the turn once and let it close its LLM request undisturbed: a server
+                    # cancels a departed client's handler repeatedly, and a cancellation landing in
+                    # the agent's own clean-up would leave the LLM stream open, generating for nobody.
+                    producer.cancel()
+                    await asyncio.shield(asyncio.wait({producer}))
+            finally:
+                if thread_id is None:
+                    # A private thread goes once its turn has completely wound down, never while
+                    # the turn's own clean-up may still write to it.
+                    if producer.done():
+                        await asyncio.shield(self._forget(thread))
+                    else:
+                        producer.add_done_callback(lambda _task: self._forget_later(thread))
 
     async def _produce(
         self, events: asyncio.Queue[AgentEvent | None], question: str, thread_id: str, enable_thinking: bool
@@ -129,6 +137,11 @@ class TurnService:
                 if isinstance(event, ErrorEvent):
                     raise TurnFailedError(event.message)
         raise TurnFailedError("the agent ended the turn without an answer")
+
+    def _forget_later(self, thread_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._forget(thread_id))
+        self._background.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._background.discard)
 
     async def _forget(self, thread_id: str) -> None:
         """Drop a private thread once its turn is over.

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -187,6 +188,15 @@ def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatc
             time.sleep(0.05)
         assert cancelled == 1
         assert metric(url, "gpudoc_agent_turns_total", outcome="answered") == 0
+        # The abandoned turn ran on a private thread: it is deleted once the turn has wound down.
+        threads: set[str] = {"?"}
+        for _ in range(100):
+            with sqlite3.connect(tmp_path / "threads.sqlite") as db:
+                threads = {row[0] for row in db.execute("SELECT DISTINCT thread_id FROM checkpoints")}
+            if not threads:
+                break
+            time.sleep(0.05)
+        assert threads == set()
     answer_requests = [r for r in stub.requests if any(m.get("role") == "tool" for m in r["messages"])]
     assert len(answer_requests) == 1  # the cancelled answer was not retried
 

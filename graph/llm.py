@@ -10,14 +10,16 @@ vLLM's ``chat_template_kwargs: {"enable_thinking": false}``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from contextvars import ContextVar
+from typing import Any, AsyncIterator, Mapping, NamedTuple
 
 import httpx
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
 from gpudoc.config import Settings
+from gpudoc.graph.think_tags import ThinkSplitter, split_think_tags
 
 #: vLLM's field names for the reasoning text, newest first
 REASONING_FIELDS = ("reasoning", "reasoning_content")
@@ -34,6 +36,22 @@ def reasoning_of(payload: Mapping[str, Any] | None) -> str:
         if isinstance(value, str) and value:
             return value
     return ""
+
+
+#: the ``<think>`` splitter of the stream the current task is reading (one per concurrent turn)
+_STREAM_SPLITTER: ContextVar[ThinkSplitter | None] = ContextVar("gpudoc_stream_splitter", default=None)
+
+
+def _with_parts(generation: ChatGenerationChunk, reasoning: str, answer: str) -> ChatGenerationChunk:
+    """The chunk with its content replaced by ``answer`` and ``reasoning`` added to the reasoning channel."""
+    message = generation.message
+    extra = dict(message.additional_kwargs)
+    if reasoning:
+        extra[REASONING_KEY] = extra.get(REASONING_KEY, "") + reasoning
+    return ChatGenerationChunk(
+        message=message.model_copy(update={"content": answer, "additional_kwargs": extra}),
+        generation_info=generation.generation_info,
+    )
 
 
 class ReasoningChatOpenAI(ChatOpenAI):
@@ -66,15 +84,43 @@ class ReasoningChatOpenAI(ChatOpenAI):
             text = reasoning_of(choices[0].get("delta"))
             if text:
                 generation.message.additional_kwargs[REASONING_KEY] = text
+        splitter = _STREAM_SPLITTER.get()
+        content = generation.message.content
+        if splitter is not None and isinstance(content, str):
+            reasoning, answer = splitter.feed(content)
+            if choices and choices[0].get("finish_reason"):
+                rest_reasoning, rest_answer = splitter.finish()
+                reasoning, answer = reasoning + rest_reasoning, answer + rest_answer
+            if (reasoning, answer) != ("", content):
+                generation = _with_parts(generation, reasoning, answer)
         return generation
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        # Thinking left inline in the content (no reasoning parser on the server) is moved to
+        # the reasoning channel chunk by chunk, before callbacks and the graph's stream see it.
+        _STREAM_SPLITTER.set(ThinkSplitter())
+        try:
+            async for generation in super()._astream(*args, **kwargs):
+                yield generation
+        finally:
+            _STREAM_SPLITTER.set(None)
 
     def _create_chat_result(self, response: dict | BaseModel, generation_info: dict | None = None) -> ChatResult:
         result = super()._create_chat_result(response, generation_info)
         raw = response if isinstance(response, dict) else response.model_dump()
-        for generation, choice in zip(result.generations, raw.get("choices") or []):
-            text = reasoning_of(choice.get("message"))
+        for index, choice in enumerate((raw.get("choices") or [])[: len(result.generations)]):
+            generation = result.generations[index]
+            message, text = generation.message, reasoning_of(choice.get("message"))
+            content = message.content
+            if isinstance(content, str) and "think>" in content:
+                inline, content = split_think_tags(content)
+                text = "\n".join(part for part in (text, inline) if part)
             if text:
-                generation.message.additional_kwargs[REASONING_KEY] = text
+                extra = {**message.additional_kwargs, REASONING_KEY: text}
+                result.generations[index] = ChatGeneration(
+                    message=message.model_copy(update={"content": content, "additional_kwargs": extra}),
+                    generation_info=generation.generation_info,
+                )
         return result
 
 

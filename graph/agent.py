@@ -37,6 +37,7 @@ from gpudoc.graph.llm import REASONING_KEY, build_chat_model
 from gpudoc.graph.prompts import GPU_LIMITS, answer_prompt, overview_of, plan_prompt
 from gpudoc.graph.reflect import asks_about_cluster, coverage_calls, model_fixable, unexamined_critical_nodes
 from gpudoc.graph.state import TURN_RESET, AgentState
+from gpudoc.graph.think_tags import split_think_tags
 from gpudoc.graph.tool_calls import TRANSIENT_KINDS, ToolRound, call_key, planned_calls
 from gpudoc.tools.cluster_tools import TOOLS_OVERVIEW, build_cluster_tools
 from gpudoc.tools.diagnosis.findings import Finding
@@ -99,6 +100,22 @@ def _with_call_ids(message: AIMessage) -> AIMessage:
     calls = [{**c, "id": c.get("id") or f"call_{uuid.uuid4().hex[:16]}"} for c in message.tool_calls]
     invalid = [{**c, "id": c.get("id") or f"call_{uuid.uuid4().hex[:16]}"} for c in message.invalid_tool_calls]
     return message.model_copy(update={"tool_calls": calls, "invalid_tool_calls": invalid})
+
+
+def _without_inline_thinking(message: AIMessage) -> AIMessage:
+    """Move thinking left before a lone ``</think>`` (the chat template opened the tag) out of the answer.
+
+    The client splits ``<think>…</think>`` while streaming; this shape is only recognisable once
+    the closing tag has arrived, so the final message is put right here.
+    """
+    content = message.content
+    if not isinstance(content, str) or "</think>" not in content:
+        return message
+    inline, answer = split_think_tags(content)
+    reasoning = "\n".join(p for p in (str(message.additional_kwargs.get(REASONING_KEY) or ""), inline) if p)
+    return message.model_copy(
+        update={"content": answer, "additional_kwargs": {**message.additional_kwargs, REASONING_KEY: reasoning}}
+    )
 
 
 def _scheduled_calls(calls: Sequence[tuple[str, dict[str, Any]]], *, retry: bool = False) -> AIMessage:
@@ -173,7 +190,7 @@ def build_agent(
             writer({"kind": "status", "stage": "degraded", "detail": reason})
             # A call that never got an answer is not a round trip; the failure is in degraded_reason.
             return {"degraded": True, "degraded_reason": reason}
-        response = _with_call_ids(response)
+        response = _with_call_ids(_without_inline_thinking(response))
         reasoning = str(response.additional_kwargs.get(REASONING_KEY) or "")
         joined = "\n\n".join(part for part in (state.get("reasoning", ""), reasoning) if part)
         return {"messages": [response], "llm_round_trips": trips, "reasoning": joined}

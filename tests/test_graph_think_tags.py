@@ -64,3 +64,24 @@ async def test_client_moves_inline_thinking_to_the_reasoning_channel() -> None:
         assert message.content == "node-2 is hot: GPU 3 at 90 °C."
         assert message.additional_kwargs["reasoning_content"].strip() == "node-2 GPU 3 reads 90; limit 85."
     assert not any("think>" in str(chunk.content) for chunk in chunks)
+
+
+async def test_agent_answer_drops_thinking_before_a_lone_closing_tag() -> None:
+    """The chat template opened <think> in the prompt: only '</think>' shows up in the output."""
+    from gpudoc.graph.agent import build_agent
+    from gpudoc.graph.runner import run_turn
+    from gpudoc.tools.sim.source import SimSource
+    from tests.doubles.stub_vllm import StubToolCall
+
+    def template_opened(body: dict) -> StubReply:
+        if any(m.get("role") == "tool" for m in body.get("messages") or []):
+            return StubReply(content="GPU 3 reads 90 so it is over 85.\n</think>\nnode-2 GPU 3 is hot.")
+        return StubReply(tool_calls=[StubToolCall(id="c1", name="get_node_details", arguments='{"node_id": "node-2"}')])
+
+    with StubVllmServer(policy=template_opened) as url:
+        settings = Settings(LLM_BASE_URL=url, LLM_MAX_RETRIES=0)
+        source = SimSource.create(nodes=4, realtime=False, scenarios=["thermal-throttle@node-2/gpu-3"])
+        agent = build_agent(source=source, llm=build_chat_model(settings), settings=settings)
+        result = await run_turn(agent, "Is node-2 running hot?")
+    assert result.answer == "node-2 GPU 3 is hot."
+    assert "GPU 3 reads 90 so it is over 85." in result.reasoning

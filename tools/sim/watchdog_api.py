@@ -25,7 +25,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpudoc.tools.models import (
     GpuMetrics,
-    GpuSeries,
     NodeMetrics,
     SlurmNode,
     SlurmSnapshot,
@@ -46,7 +45,6 @@ from gpudoc.tools.sources.watchdog_shapes import (
     CurrentMetricsWire,
     GpuHistoryWire,
     GpuWire,
-    HistoryPointWire,
     HistoryWire,
     NodeWire,
     SlurmNodeStatus,
@@ -119,7 +117,7 @@ def create_watchdog_app(source: ClusterSource) -> FastAPI:
         end = status.last_updated
         wire = HistoryWire(
             range=TimeRangeWire(start=end - timedelta(minutes=duration), end=end),
-            data=[_history_wire(one) for one in series],
+            data=[GpuHistoryWire.from_model(one) for one in series],
         )
         return JSONResponse(wire.to_wire())
 
@@ -226,24 +224,6 @@ def _gpu_wire(gpu: GpuMetrics) -> GpuWire:
         power_usage_w=gpu.power_w,
         sm_clock_mhz=gpu.sm_clock_mhz,
         mem_clock_mhz=gpu.mem_clock_mhz,
-    )
-
-
-def _history_wire(series: GpuSeries) -> GpuHistoryWire:
-    return GpuHistoryWire(
-        node_id=series.node_id,
-        gpu_index=series.gpu_index,
-        data=[
-            HistoryPointWire(
-                timestamp=sample.timestamp,
-                utilization=sample.utilization_pct,
-                memory_used_mb=sample.memory_used_mib,
-                memory_total_mb=sample.memory_total_mib,
-                temperature_c=sample.temperature_c,
-                power_usage_w=sample.power_w,
-            )
-            for sample in series.samples
-        ],
     )
 
 

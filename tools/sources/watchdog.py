@@ -30,7 +30,6 @@ from gpudoc.tools.models import (
     AlertRule,
     ClusterStatus,
     GpuMetrics,
-    GpuSample,
     GpuSeries,
     NodeMetrics,
     QueueCounts,
@@ -146,24 +145,7 @@ class WatchdogSource(ClusterSource):
                 return await self.gpu_history(resolved, duration_minutes)
         if wire is None:
             return []
-        return [
-            GpuSeries(
-                node_id=series.node_id,
-                gpu_index=series.gpu_index,
-                samples=[
-                    GpuSample(
-                        timestamp=point.timestamp,
-                        utilization_pct=point.utilization,
-                        memory_used_mib=point.memory_used_mb,
-                        memory_total_mib=point.memory_total_mb,
-                        temperature_c=point.temperature_c,
-                        power_w=point.power_usage_w,
-                    )
-                    for point in sorted(series.data, key=lambda p: p.timestamp)
-                ],
-            )
-            for series in wire.data
-        ]
+        return [series.to_model() for series in wire.data]
 
     async def alert_rules(self) -> list[AlertRule]:
         rules = await self._get_json("/api/alerts", list[AlertRuleWire])

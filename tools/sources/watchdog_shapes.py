@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
-from gpudoc.tools.models import AlertEvent, AlertRule
+from gpudoc.tools.models import AlertEvent, AlertRule, GpuSample, GpuSeries
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -123,6 +123,42 @@ class GpuHistoryWire(WireModel):
     node_id: str
     gpu_index: int
     data: list[HistoryPointWire]
+
+    # Both directions of the history mapping live here; the API carries no clocks or counters.
+    @classmethod
+    def from_model(cls, series: GpuSeries) -> GpuHistoryWire:
+        return cls(
+            node_id=series.node_id,
+            gpu_index=series.gpu_index,
+            data=[
+                HistoryPointWire(
+                    timestamp=sample.timestamp,
+                    utilization=sample.utilization_pct,
+                    memory_used_mb=sample.memory_used_mib,
+                    memory_total_mb=sample.memory_total_mib,
+                    temperature_c=sample.temperature_c,
+                    power_usage_w=sample.power_w,
+                )
+                for sample in series.samples
+            ],
+        )
+
+    def to_model(self) -> GpuSeries:
+        return GpuSeries(
+            node_id=self.node_id,
+            gpu_index=self.gpu_index,
+            samples=[
+                GpuSample(
+                    timestamp=point.timestamp,
+                    utilization_pct=point.utilization,
+                    memory_used_mib=point.memory_used_mb,
+                    memory_total_mib=point.memory_total_mb,
+                    temperature_c=point.temperature_c,
+                    power_w=point.power_usage_w,
+                )
+                for point in sorted(self.data, key=lambda p: p.timestamp)
+            ],
+        )
 
 
 class TimeRangeWire(WireModel):

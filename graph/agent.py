@@ -21,7 +21,7 @@ import uuid
 from typing import Any, Sequence
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, RemoveMessage, SystemMessage
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.config import get_stream_writer
@@ -33,7 +33,7 @@ from gpudoc.graph.contracts import ToolCallRecord
 from gpudoc.graph.degraded import LLM_FAILURES, degraded_answer, describe_llm_failure
 from gpudoc.graph.grounding import unverified_numbers
 from gpudoc.graph.history import compact_previous_turns, fit_to_context, history_budget
-from gpudoc.graph.llm import REASONING_KEY, build_chat_model
+from gpudoc.graph.llm import REASONING_KEY, build_chat_model, message_text
 from gpudoc.graph.prompts import GPU_LIMITS, answer_prompt, overview_of, plan_prompt
 from gpudoc.graph.reflect import asks_about_cluster, coverage_calls, model_fixable, unexamined_critical_nodes
 from gpudoc.graph.state import TURN_RESET, AgentState
@@ -47,13 +47,6 @@ from gpudoc.tools.sources.base import ClusterSource
 DEFAULT_TOOL_TIMEOUT_S = 30.0
 #: response_metadata key marking messages gpudoc wrote itself (never shown as the model's words)
 ORIGIN = "gpudoc_origin"
-
-
-def message_text(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
 
 
 def _records(state: AgentState) -> list[ToolCallRecord]:

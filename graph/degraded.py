@@ -51,10 +51,6 @@ def _finding_block(finding: Finding) -> list[str]:
     return lines
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
 def render_report(report: DiagnosisReport, reason: str) -> str:
     counts = report.counts()
     scope = "the whole cluster" if report.scope == "cluster" else report.scope
@@ -62,7 +58,7 @@ def render_report(report: DiagnosisReport, reason: str) -> str:
         f"> **Answered without the language model.** {reason} What follows is gpudoc's deterministic "
         f"diagnosis of {scope}, not a model's answer to your question.",
         "",
-        f"Examined {_count(report.nodes_examined, 'node')} and {_count(report.gpus_examined, 'GPU')}: "
+        f"Examined {report.examined()}: "
         f"{counts['critical']} critical, {counts['warning']} warning, {counts['info']} info findings.",
         "",
     ]

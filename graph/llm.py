@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from typing import Any, AsyncIterator, Mapping, NamedTuple
 
 import httpx
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
@@ -25,6 +26,23 @@ from gpudoc.graph.think_tags import ThinkSplitter, split_think_tags
 REASONING_FIELDS = ("reasoning", "reasoning_content")
 #: where this client puts it on the LangChain message
 REASONING_KEY = "reasoning_content"
+
+
+def content_text(content: Any) -> str:
+    """The text of message content that may be a string or a list of content blocks."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    return "".join(
+        block if isinstance(block, str) else str(block.get("text", ""))
+        for block in content
+        if isinstance(block, str) or (isinstance(block, dict) and block.get("type") == "text")
+    )
+
+
+def message_text(message: BaseMessage) -> str:
+    return content_text(message.content)
 
 
 def reasoning_of(payload: Mapping[str, Any] | None) -> str:

@@ -27,7 +27,7 @@ from gpudoc.graph.contracts import (
     ToolStartEvent,
     TurnResult,
 )
-from gpudoc.graph.llm import REASONING_KEY
+from gpudoc.graph.llm import REASONING_KEY, content_text
 from gpudoc.tools.diagnosis.findings import Finding
 
 log = logging.getLogger(__name__)
@@ -65,14 +65,6 @@ def turn_result_from_state(state: Mapping[str, Any], *, thread_id: str | None = 
     )
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
 def _model_events(message: Any, metadata: Mapping[str, Any]) -> list[AgentEvent]:
     if metadata.get("langgraph_node") not in MODEL_NODES or not isinstance(message, (AIMessage, AIMessageChunk)):
         return []
@@ -80,7 +72,7 @@ def _model_events(message: Any, metadata: Mapping[str, Any]) -> list[AgentEvent]
     reasoning = message.additional_kwargs.get(REASONING_KEY)
     if reasoning:
         events.append(ReasoningEvent(text=str(reasoning)))
-    text = _text(message.content)
+    text = content_text(message.content)
     if text:
         events.append(TokenEvent(text=text))
     return events

@@ -44,25 +44,12 @@ from gpudoc.graph.contracts import (
     ReasoningEvent,
     TokenEvent,
 )
+from gpudoc.graph.llm import message_text
 from gpudoc.server.turns import TurnService
 
 EVENTS_KEY = "gpudoc_events"
 TURN_KEY = "gpudoc_turn"
 REASONING_KEY = "reasoning_content"
-
-
-def message_text(message: BaseMessage) -> str:
-    """The text of a message whose content may be a string or a list of content blocks."""
-    content = message.content
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-    return "".join(parts)
 
 
 class AgentInput(BaseModel):

@@ -48,10 +48,6 @@ async def _diagnose(args: argparse.Namespace) -> DiagnosisReport:
         await source.aclose()
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 SEVERITY_LABEL = {"critical": "CRIT", "warning": "WARN", "info": "INFO"}
 
 
@@ -61,7 +57,7 @@ def render_table(report: DiagnosisReport) -> str:
     counts = report.counts()
     lines = [
         f"gpudoc diagnose: {report.scope} via {report.source} at {report.generated_at:%Y-%m-%d %H:%M:%S}Z; "
-        f"{_count(report.nodes_examined, 'node')}, {_count(report.gpus_examined, 'GPU')} examined",
+        f"{report.examined()} examined",
         "",
     ]
     if report.findings:

@@ -49,6 +49,14 @@ class DiagnosisReport(BaseModel):
         default_factory=list, description="facts the source could not provide, so were not examined"
     )
 
+    def examined(self) -> str:
+        """"8 nodes and 64 GPUs": the scope every rendering of a report states first."""
+
+        def plural(n: int, noun: str) -> str:
+            return f"{n} {noun}" + ("" if n == 1 else "s")
+
+        return f"{plural(self.nodes_examined, 'node')} and {plural(self.gpus_examined, 'GPU')}"
+
     def counts(self) -> dict[str, int]:
         counts = {"critical": 0, "warning": 0, "info": 0}
         for finding in self.findings:

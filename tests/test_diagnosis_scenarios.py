@@ -9,6 +9,7 @@ from gpudoc.tools.diagnosis.facts import gather_facts
 from gpudoc.tools.diagnosis.findings import SEVERITY_ORDER, Finding
 from gpudoc.tools.sim.scenarios import SCENARIOS, GroundTruth
 from gpudoc.tools.sim.source import SimSource
+from tests.scenario_mixes import ALL_AT_ONCE
 
 FAULTS = [name for name, spec in SCENARIOS.items() if spec.severity is not None]
 
@@ -94,8 +95,6 @@ async def test_h100_cluster_thermal_fault_is_found():
 
 
 async def test_every_fault_at_once_on_sixteen_nodes():
-    from tests.test_sim_scenarios import ALL_AT_ONCE
-
     findings, truths = await findings_for(*ALL_AT_ONCE, nodes=16)
     assert [t.scenario for t in truths if t.severity and not found(t, findings)] == [], describe(findings)
     assert [f for f in serious(findings) if not explained(f, truths)] == [], describe(findings)

@@ -11,6 +11,7 @@ from gpudoc.tools.models import GpuMetrics, SlurmJob
 from gpudoc.tools.sim.clock import DEFAULT_NOW
 from gpudoc.tools.sim.scenarios import SCENARIOS, UnknownScenarioError, parse_scenario
 from gpudoc.tools.sim.source import SimSource
+from tests.scenario_mixes import ALL_AT_ONCE
 
 
 class Seen:
@@ -264,14 +265,6 @@ def test_parse_scenario_places_and_errors():
     with pytest.raises(ValueError, match="expected NAME"):
         parse_scenario("thermal-throttle@@", 8)
 
-
-ALL_AT_ONCE = [
-    "xid79-fell-off-bus@node-0/gpu-1", "hbm-uncorrectable@node-1/gpu-2", "row-remap-failure@node-2/gpu-3",
-    "ecc-correctable-storm@node-3/gpu-4", "nvlink-degraded@node-4/gpu-5", "thermal-throttle@node-5/gpu-6",
-    "power-brake@node-6/gpu-7", "pcie-degraded@node-7/gpu-0", "gsp-hang@node-8/gpu-1", "host-down@node-9",
-    "ib-flap@node-10", "straggler@node-11/gpu-2", "app-xid@node-12/gpu-3", "pending-on-drained@node-13",
-    "idle-allocated@node-14/gpu-0",
-]
 
 
 async def test_no_gpu_ever_runs_two_jobs_at_once_with_every_fault_injected() -> None:

@@ -1,6 +1,5 @@
 """Fault mixes shared by the simulator and diagnosis tests."""
 
-
 #: every fault on a node of its own (16 nodes): crowding must not change any single diagnosis
 ALL_AT_ONCE = [
     "xid79-fell-off-bus@node-0/gpu-1", "hbm-uncorrectable@node-1/gpu-2", "row-remap-failure@node-2/gpu-3",

@@ -1,0 +1,50 @@
+"""Alerting facts: threshold rules and the events they fired."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from gpudoc.tools.models.base import Model
+from gpudoc.tools.models.text import ClusterText
+
+
+AlertCondition = Literal["gt", "lt", "eq", "gte", "lte"]
+
+
+class AlertRule(Model):
+    """A threshold rule in GPU Watchdog's form: fire when ``metric condition threshold`` for ``duration`` s."""
+
+    id: str
+    name: ClusterText
+    metric: str
+    condition: AlertCondition
+    threshold: float
+    duration_seconds: int = 0
+    node_filter: str | None = None
+    enabled: bool = True
+    created_at: datetime
+    updated_at: datetime
+
+
+class AlertEvent(Model):
+    """One firing of a rule on one node (and GPU, when the metric is per GPU)."""
+
+    id: str
+    rule_id: str
+    rule_name: ClusterText
+    node_id: str
+    gpu_index: int | None = None
+    metric: str
+    value: float
+    threshold: float
+    condition: AlertCondition
+    fired_at: datetime
+    resolved_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.resolved_at is None
+
+
+# --------------------------------------------------------------------------------------------

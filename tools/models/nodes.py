@@ -1,0 +1,32 @@
+"""Node facts: a node's current readings and its InfiniBand ports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from gpudoc.tools.models.base import Model
+from gpudoc.tools.models.gpu import GpuMetrics
+
+
+class NetworkPort(Model):
+    """An InfiniBand port of a node (node_exporter's infiniband collector)."""
+
+    device: str
+    port: int = 1
+    state_id: int = Field(description="4 = ACTIVE; anything else is not passing traffic")
+    link_downed_total: int = 0
+    rate_gbps: float | None = None
+
+
+class NodeMetrics(Model):
+    """All current readings of one node; ``reachable=False`` when its exporters went silent."""
+
+    node_id: str
+    hostname: str
+    timestamp: datetime
+    reachable: bool = True
+    gpus: list[GpuMetrics] = Field(default_factory=list)
+    network: list[NetworkPort] | None = None
+    driver_version: str | None = None

@@ -75,3 +75,13 @@ def unverified_numbers(answer: str, evidence_texts: Iterable[str]) -> list[str]:
         if not _matches(written, value, percent, evidence) and written not in missing:
             missing.append(written)
     return missing
+
+
+def check_answer(answer: str, evidence_texts: Iterable[str]) -> "GroundingReport":
+    from gpudoc.graph.contracts import GroundingReport, StatedNumber
+
+    texts = list(evidence_texts)
+    missing = unverified_numbers(answer, texts)
+    checked = len({written for written, _, _ in numbers_in(answer)})
+    return GroundingReport(checked=checked, verified=checked - len(missing),
+                           unverified=[StatedNumber(text=m) for m in missing])

@@ -36,7 +36,7 @@ from gpudoc.server.runnable import AgentRunnable, build_input_model
 from gpudoc.server.settings import ServerSettings
 from gpudoc.server.turns import TurnService, valid_thread_id
 from gpudoc.tools.sources.base import ClusterSource
-from gpudoc.tools.sources.factory import SourceOptions, open_source
+from gpudoc.tools.sources.factory import open_source
 
 STATIC_DIR = Path(__file__).parent / "static"
 THREAD_HEADER = "x-thread-id"
@@ -69,8 +69,7 @@ def default_agent_factory(
 
     llm = build_chat_model(settings)
     llm.callbacks = list(callbacks)
-    return build_agent(source=source, llm=llm, checkpointer=checkpointer, settings=settings,
-                       max_rounds=settings.max_rounds)
+    return build_agent(source=source, llm=llm, checkpointer=checkpointer, settings=settings)
 
 
 @dataclass
@@ -135,8 +134,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             cluster = source
             if cluster is None:
-                cluster = open_source(SourceOptions(source=config.source, backend_base_url=config.backend_base_url,
-                                                    backend_timeout_s=config.backend_timeout_s))
+                cluster = open_source(config.source_options(realtime=True))
             if cluster is not source or owns_source:
                 stack.push_async_callback(cluster.aclose)
             checkpointer = await stack.enter_async_context(open_checkpointer(config.db_path))

@@ -134,4 +134,4 @@ def test_sim_command_is_registered() -> None:
 
     args = build_parser().parse_args(["sim", "--port", "3100", "--scenario", "host-down@node-2"])
     assert isinstance(args, argparse.Namespace)
-    assert (args.port, args.host, args.scenario, args.func) == (3100, "127.0.0.1", ["host-down@node-2"], sim_command.run)
+    assert (args.port, args.host, args.scenarios, args.func) == (3100, "127.0.0.1", ["host-down@node-2"], sim_command.run)

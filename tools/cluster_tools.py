@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ValidationError
 
+from gpudoc.tools.capabilities import ToolCapabilities
 from gpudoc.tools.compact import dumps
 from gpudoc.tools.diagnosis.engine import diagnose
 from gpudoc.tools.render_alerts import render_alert_history, render_alerts
@@ -144,6 +145,26 @@ _DESCRIPTIONS: dict[str, str] = {
         "id like 'node-3'; omit it for the whole cluster)."
     ),
 }
+
+
+_CAPABILITIES: dict[str, ToolCapabilities] = {
+    "get_cluster_status": ToolCapabilities(covers={"overview", "usage"}, schedules={"overview"}),
+    "get_current_metrics": ToolCapabilities(covers={"overview", "usage", "thermal"}, schedules={"usage", "thermal"}),
+    "get_node_details": ToolCapabilities(
+        covers={"overview", "usage", "thermal", "health"}, schedules={"usage", "thermal"},
+        arguments={"node": "node_id"}, requires={"node"}, roles={"node_details"},
+    ),
+    "get_gpu_history": ToolCapabilities(covers={"usage", "thermal"}, arguments={"node": "node_id"}),
+    "get_alerts": ToolCapabilities(covers={"alerts"}),
+    "get_alert_history": ToolCapabilities(covers={"alerts"}, schedules={"alerts"}),
+    "get_slurm_status": ToolCapabilities(covers={"jobs"}),
+    "get_slurm_jobs": ToolCapabilities(covers={"jobs"}, schedules={"jobs"}, arguments={"job_state": "state"}),
+    "diagnose_cluster": ToolCapabilities(
+        covers={"overview", "thermal", "health"}, schedules={"health"}, arguments={"node": "node"},
+        roles={"findings"},
+    ),
+}
+"""What each tool answers, for the agent's own follow-up calls (``gpudoc.tools.capabilities``)."""
 
 
 def _error_message(tool_name: str, error: SourceError) -> str:
@@ -272,6 +293,7 @@ def build_cluster_tools(source: ClusterSource) -> list[BaseTool]:
             args_schema=bodies[name][1],
             handle_tool_error=True,
             handle_validation_error=validation_error_handler(name, bodies[name][1]),
+            metadata=_CAPABILITIES[name].as_metadata(),
         )
         for name in TOOL_NAMES
     ]

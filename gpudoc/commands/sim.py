@@ -12,8 +12,8 @@ import asyncio
 import uvicorn
 
 from gpudoc.cli import CliError
-from gpudoc.commands.common import add_listen_arguments, add_source_arguments, listen, source_options, url_host
-from gpudoc.config import load_settings
+from gpudoc.commands.common import add_listen_arguments, add_source_arguments, listen, url_host
+from gpudoc.commands.options import settings_from_args
 from gpudoc.tools.sim.scenarios import parse_scenario
 from gpudoc.tools.sim.watchdog_api import create_watchdog_app
 from gpudoc.tools.sources.factory import open_source
@@ -35,13 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.source == "watchdog":
+    if getattr(args, "source", "sim") != "sim":
         raise CliError(
             "gpudoc sim serves the simulated cluster, so --source watchdog makes no sense here; "
             "drop --source (or use --source sim) and point watchdog clients at this server."
         )
     try:
-        options = source_options(args, load_settings()).model_copy(update={"source": "sim"})
+        options = settings_from_args(args).source_options(realtime=True).model_copy(update={"source": "sim"})
         source = open_source(options)
         placed = [parse_scenario(spec, options.nodes) for spec in options.scenarios]
     except ValueError as exc:

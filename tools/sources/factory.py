@@ -13,13 +13,20 @@ from pydantic import BaseModel, Field
 from gpudoc.tools.sources.base import ClusterSource
 
 
+#: the source names; ``gpudoc.config.Settings`` and the CLI take their choices from here
+SourceName = Literal["sim", "watchdog"]
+GpuModelName = Literal["a100", "h100"]
+#: the simulator's size limits
+SIM_NODES_MIN, SIM_NODES_MAX = 1, 1024
+
+
 class SourceOptions(BaseModel):
-    source: Literal["sim", "watchdog"] = "sim"
+    source: SourceName = "sim"
     # simulator
     scenarios: list[str] = Field(default_factory=list, description="NAME[@node-N[/gpu-M]]")
     seed: int = 42
-    nodes: int = Field(8, ge=1, le=1024)
-    gpu_model: Literal["a100", "h100"] = "a100"
+    nodes: int = Field(8, ge=SIM_NODES_MIN, le=SIM_NODES_MAX)
+    gpu_model: GpuModelName = "a100"
     realtime: bool = Field(True, description="advance the simulated clock with wall time")
     # watchdog
     backend_base_url: str = "http://localhost:3001"

@@ -55,10 +55,11 @@ class StubReply:
     content: str = ""
     reasoning: str = ""
     tool_calls: list[StubToolCall] = field(default_factory=list)
+    stop: str | None = None  # finish_reason to report instead of "stop"/"tool_calls", e.g. "length"
 
     @property
     def finish_reason(self) -> str:
-        return "tool_calls" if self.tool_calls else "stop"
+        return self.stop or ("tool_calls" if self.tool_calls else "stop")
 
 
 Policy = Callable[[dict[str, Any]], StubReply]
@@ -300,7 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = owner.policy(body)
         kwargs = body.get("chat_template_kwargs") or {}
         if kwargs.get("enable_thinking") is False:
-            reply = StubReply(content=reply.content, reasoning="", tool_calls=reply.tool_calls)
+            reply = StubReply(content=reply.content, reasoning="", tool_calls=reply.tool_calls, stop=reply.stop)
         if owner.latency:
             time.sleep(owner.latency)
         try:

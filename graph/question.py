@@ -19,6 +19,7 @@ from gpudoc.tools.sources.base import ClusterSource, SourceError, UnknownNodeErr
 
 _NODE = re.compile(r"\bnode[-_ ]?(\d+)\b", re.IGNORECASE)
 _GPU = re.compile(r"\bgpu[-_ #]?(\d+)\b", re.IGNORECASE)
+_GPU_ON_NODE = re.compile(r"\s*(?:on|of|in|at|@)\s+node[-_ ]?(\d+)\b", re.IGNORECASE)
 _JOB = re.compile(r"\bjob(?:\s+id)?\s*#?\s*(\d+)\b", re.IGNORECASE)
 _JOB_STATE_WORDS = {"pending": "PENDING", "running": "RUNNING", "failed": "FAILED", "completed": "COMPLETED",
                     "cancelled": "CANCELLED", "canceled": "CANCELLED", "timeout": "TIMEOUT", "preempted": "PREEMPTED"}
@@ -68,8 +69,12 @@ async def read_question(question: str, source: ClusterSource | None) -> Question
             target.append(value)
     gpus: list[str] = []
     for match in _GPU.finditer(question):
+        after = _GPU_ON_NODE.match(question, match.end())
         preceding = [node for position, node in mentions if position < match.start()]
-        node = preceding[-1] if preceding else (nodes[0] if len(nodes) == 1 else None)
+        if after:  # "GPU 3 on node-2"
+            node = f"node-{int(after.group(1))}"
+        else:  # "node-2/gpu-3", "node-2 GPU 3", or the one node the question names
+            node = preceding[-1] if preceding else (nodes[0] if len(nodes) == 1 else None)
         label = f"gpu-{int(match.group(1))}"
         gpu = f"{node}/{label}" if node and node in nodes else label
         if gpu not in gpus:

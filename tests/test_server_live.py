@@ -60,12 +60,7 @@ def gpudoc_serve(tmp_path: Path, llm_url: str, *args: str, env: dict[str, str] |
             process.kill()
             raise AssertionError(f"gpudoc serve did not start: {log_path.read_text()[-2000:]!r}")
         base_url = match.group(1)
-        for _ in range(200):  # wait for the app's start-up
-            try:
-                if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        wait_until_healthy(base_url, lambda: log_path.read_text()[-2000:])
         yield base_url
     finally:
         if process.poll() is None:
@@ -74,6 +69,21 @@ def gpudoc_serve(tmp_path: Path, llm_url: str, *args: str, env: dict[str, str] |
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def wait_until_healthy(base_url: str, server_output: Any, *, headers: dict[str, str] | None = None) -> None:
+    """Poll ``/healthz`` until it answers 200; fail with what was seen if it never does."""
+    seen = "no answer"
+    for _ in range(200):
+        try:
+            response = httpx.get(base_url + "/healthz", timeout=1, headers=headers)
+            if response.status_code == 200:
+                return
+            seen = f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.TransportError as exc:
+            seen = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.05)
+    raise AssertionError(f"{base_url}/healthz never answered 200 (last: {seen}); server output: {server_output()!r}")
 
 
 def metric(base_url: str, name: str, **labels: str) -> float:
@@ -110,12 +120,7 @@ def test_serve_logs_are_json_lines_carrying_the_request_id(tmp_path: Path) -> No
                                stderr=subprocess.PIPE, text=True)
     try:
         base_url = SERVE_URL.search(process.stdout.readline()).group(1)  # type: ignore[union-attr]
-        for _ in range(200):
-            try:
-                httpx.get(base_url + "/healthz", headers={"X-Request-Id": "probe-7"}, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        wait_until_healthy(base_url, lambda: "(read after the server stops)", headers={"X-Request-Id": "probe-7"})
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=15)
@@ -243,9 +248,20 @@ def ask_on_page(page: Any, question: str) -> None:
                            timeout=60_000)
 
 
+PLANNING_TEXT = "Let me look at node-2 first; it is probably fine at 40 C."
+
+
+def planning_text_beside_calls(body: dict[str, Any]) -> StubReply:
+    """The keyword policy, with text written beside the planning call's tool calls."""
+    reply = keyword_policy(body)
+    if reply.tool_calls:
+        reply.content = PLANNING_TEXT
+    return reply
+
+
 def test_chat_page_streams_the_answer_with_tool_panels_and_a_chart(tmp_path: Path) -> None:
     chromium_or_skip()
-    stub = StubVllmServer(token_delay=0.002)
+    stub = StubVllmServer(token_delay=0.002, policy=planning_text_beside_calls)
     with stub as llm_url, gpudoc_serve(tmp_path, llm_url, "--scenario", "thermal-throttle@node-2/gpu-3") as url, \
             browser_page() as page:
         page.goto(url + "/")
@@ -266,7 +282,8 @@ def test_chat_page_streams_the_answer_with_tool_panels_and_a_chart(tmp_path: Pat
         assert page.locator("details.step.thinking").count() == 1
 
         answer = page.locator(".answer")
-        assert "get_gpu_history" in answer.inner_text()
+        assert PLANNING_TEXT not in answer.inner_text()  # what the model wrote while planning is not the answer
+        assert PLANNING_TEXT in page.locator("details.step.thinking").text_content()
         assert answer.locator("table").count() == 1  # markdown tables are rendered
         assert page.locator("#degraded-banner").is_hidden()
 

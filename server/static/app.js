@@ -321,7 +321,7 @@
       this.working.remove();
       this.answer.classList.remove("cursor");
       if (turn) {
-        if (turn.answer && turn.answer.trim() !== this.text.trim()) this.text = turn.answer;
+        // The streamed tokens are the answer (the server guarantees it): nothing to replace here.
         if (turn.degraded) {
           this.card.classList.add("degraded");
           this.card.prepend(el("div", "degraded-label", "Without the language model"));

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from tests.doubles import stub_vllm
-from tests.doubles.stub_vllm import StubReply, StubVllmServer, keyword_policy
+from tests.doubles.stub_vllm import PLANNING_TEXT, StubReply, StubVllmServer, keyword_policy, planning_text_policy
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -248,20 +248,9 @@ def ask_on_page(page: Any, question: str) -> None:
                            timeout=60_000)
 
 
-PLANNING_TEXT = "Let me look at node-2 first; it is probably fine at 40 C."
-
-
-def planning_text_beside_calls(body: dict[str, Any]) -> StubReply:
-    """The keyword policy, with text written beside the planning call's tool calls."""
-    reply = keyword_policy(body)
-    if reply.tool_calls:
-        reply.content = PLANNING_TEXT
-    return reply
-
-
 def test_chat_page_streams_the_answer_with_tool_panels_and_a_chart(tmp_path: Path) -> None:
     chromium_or_skip()
-    stub = StubVllmServer(token_delay=0.002, policy=planning_text_beside_calls)
+    stub = StubVllmServer(token_delay=0.002, policy=planning_text_policy)
     with stub as llm_url, gpudoc_serve(tmp_path, llm_url, "--scenario", "thermal-throttle@node-2/gpu-3") as url, \
             browser_page() as page:
         page.goto(url + "/")

@@ -18,23 +18,12 @@ from langserve import RemoteRunnable
 from gpudoc.server.app import create_app
 from gpudoc.server.turns import ThreadConflictError, history_to_add
 from gpudoc.tools.sim.source import SimSource
-from tests.doubles.stub_vllm import StubReply, StubVllmServer, keyword_policy
+from tests.doubles.stub_vllm import PLANNING_TEXT, StubVllmServer, planning_text_policy
 from tests.test_server_http import HOT_QUESTION, human, serving, settings_for, sse_records
-
-PLANNING_TEXT = "Let me look at node-2 first; it is probably fine at 40 C."
-
-
-def chatty_planner(body: dict[str, Any]) -> StubReply:
-    """The keyword policy, with text written beside the planning call's tool calls."""
-    reply = keyword_policy(body)
-    if reply.tool_calls:
-        reply.content = PLANNING_TEXT
-    return reply
-
 
 @pytest.fixture
 def chatty() -> Any:
-    server = StubVllmServer(policy=chatty_planner)
+    server = StubVllmServer(policy=planning_text_policy)
     server.start()
     try:
         yield server
@@ -72,10 +61,10 @@ def test_ask_prints_the_planning_text_as_thinking_only(capsys: pytest.CaptureFix
     from gpudoc.cli import main
 
     arguments = [HOT_QUESTION, "--nodes", "4", "--scenario", "thermal-throttle@node-2/gpu-3", "--llm-base-url"]
-    with StubVllmServer(policy=chatty_planner) as url:  # one server per run: the OpenAI client caches per loop
+    with StubVllmServer(policy=planning_text_policy) as url:  # one server per run: the OpenAI client caches per loop
         assert main(["ask", *arguments, url]) == 0
     printed = capsys.readouterr().out
-    with StubVllmServer(policy=chatty_planner) as url:
+    with StubVllmServer(policy=planning_text_policy) as url:
         assert main(["ask", "--json", *arguments, url]) == 0
     result = json.loads(capsys.readouterr().out)
     thinking_lines = [line for line in printed.splitlines() if PLANNING_TEXT in line]

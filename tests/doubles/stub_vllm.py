@@ -238,6 +238,19 @@ def keyword_policy(body: dict[str, Any]) -> StubReply:
     return keyword_answer(question, after)
 
 
+#: what ``planning_text_policy`` writes beside its tool calls
+PLANNING_TEXT = "Let me look at node-2 first; it is probably fine at 40 C."
+
+
+def planning_text_policy(body: dict[str, Any]) -> StubReply:
+    """The keyword policy, with text written beside the planning call's tool calls (as small models'
+    often is): that text is commentary, and must never reach a client as the answer."""
+    reply = keyword_policy(body)
+    if reply.tool_calls:
+        reply.content = PLANNING_TEXT
+    return reply
+
+
 # ----------------------------------------------------------------------------------------------
 # The HTTP server
 # ----------------------------------------------------------------------------------------------

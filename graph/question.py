@@ -32,7 +32,10 @@ class QuestionFacts(BaseModel):
     nodes: list[str] = Field(default_factory=list, description="node ids it names that exist")
     unknown_nodes: list[str] = Field(default_factory=list, description="node ids it names that do not exist")
     gpus: list[str] = Field(default_factory=list, description='GPUs it names: "node-2/gpu-3", or "gpu-3" alone')
-    job_ids: list[str] = Field(default_factory=list, description="Slurm job ids it names")
+    unknown_gpus: list[str] = Field(default_factory=list, description="GPUs it names that the node does not have")
+    job_ids: list[str] = Field(default_factory=list, description="Slurm job ids it names (that exist, when the "
+                               "source lists jobs)")
+    unknown_jobs: list[str] = Field(default_factory=list, description="job ids it names that the scheduler lacks")
     job_states: list[str] = Field(default_factory=list, description="job states it asks about (PENDING, ...)")
 
     @property
@@ -43,7 +46,8 @@ class QuestionFacts(BaseModel):
     @property
     def about_cluster(self) -> bool:
         """Whether answering needs cluster evidence (it asks about a topic or names something)."""
-        return bool(self.topics or self.nodes or self.unknown_nodes or self.gpus or self.job_ids)
+        return bool(self.topics or self.nodes or self.unknown_nodes or self.gpus or self.unknown_gpus
+                    or self.job_ids or self.unknown_jobs)
 
 
 def _node_mentions(question: str) -> list[tuple[int, str]]:
@@ -79,15 +83,48 @@ async def read_question(question: str, source: ClusterSource | None) -> Question
         gpu = f"{node}/{label}" if node and node in nodes else label
         if gpu not in gpus:
             gpus.append(gpu)
-    job_ids = list(dict.fromkeys(m.group(1) for m in _JOB.finditer(question)))
+    gpus, unknown_gpus = await _checked_gpus(source, gpus)
+    job_ids, unknown_jobs = await _checked_jobs(source, list(dict.fromkeys(m.group(1) for m in _JOB.finditer(question))))
     states: list[str] = []
     if "jobs" in topics or job_ids:
         for word in re.findall(r"[a-z]+", question.lower()):
             state = _JOB_STATE_WORDS.get(word)
             if state and normalise_job_state(state) not in states:
                 states.append(normalise_job_state(state))
-    return QuestionFacts(topics=topics, nodes=nodes, unknown_nodes=unknown, gpus=gpus, job_ids=job_ids,
-                         job_states=states)
+    return QuestionFacts(topics=topics, nodes=nodes, unknown_nodes=unknown, gpus=gpus, unknown_gpus=unknown_gpus,
+                         job_ids=job_ids, unknown_jobs=unknown_jobs, job_states=states)
+
+
+async def _checked_gpus(source: ClusterSource | None, gpus: list[str]) -> tuple[list[str], list[str]]:
+    """GPUs named with their node, split by whether the node has them (unchecked when the source is down)."""
+    known: list[str] = []
+    unknown: list[str] = []
+    for gpu in gpus:
+        node, _, label = gpu.rpartition("/")
+        if not node or source is None:
+            known.append(gpu)
+            continue
+        try:
+            indices = {g.index for g in (await source.node_metrics(node)).gpus}
+        except SourceError:
+            known.append(gpu)
+            continue
+        (known if not indices or int(label.removeprefix("gpu-")) in indices else unknown).append(gpu)
+    return known, unknown
+
+
+async def _checked_jobs(source: ClusterSource | None, job_ids: list[str]) -> tuple[list[str], list[str]]:
+    """Job ids split by whether the scheduler lists them (unchecked when it lists no jobs or is down)."""
+    if not job_ids or source is None:
+        return job_ids, []
+    try:
+        snapshot = await source.slurm()
+    except SourceError:
+        return job_ids, []
+    if snapshot is None or snapshot.jobs is None:
+        return job_ids, []
+    listed = {job.job_id for job in snapshot.jobs}
+    return [j for j in job_ids if j in listed], [j for j in job_ids if j not in listed]
 
 
 async def _resolve(source: ClusterSource | None, named: str) -> str | None:

@@ -31,6 +31,11 @@ async def test_named_nodes_are_checked_against_the_cluster():
     assert facts.gpus == ["node-2/gpu-3"]
     jobs = await read_question("Why are jobs pending?", sim())
     assert jobs.job_states == ["PENDING"] and jobs.topics == ["jobs"]
+    source = sim("pending-on-drained")
+    job = next(j for j in (await source.slurm()).jobs if j.state == "PENDING").job_id
+    named = await read_question(f"Why is job {job} waiting, and job 99999? Check GPU 9 on node-1.", source)
+    assert (named.job_ids, named.unknown_jobs) == ([job], ["99999"])
+    assert named.unknown_gpus == ["node-1/gpu-9"] and named.gpus == []
 
 
 async def test_a_word_containing_a_topic_schedules_nothing():

@@ -85,6 +85,7 @@ async def test_answer_that_ran_out_thinking_is_retried_once_without_thinking():
         streamed, events, result = await run(url)
     assert streamed == result.answer == "node-2 GPU 3 is hot."
     assert result.llm_round_trips == 3 and not result.answer_cut_short
+    assert result.tokens.input_tokens > 0 and result.tokens.output_tokens > 0  # all three calls counted
     assert thinking_off(stub.requests[-1]) and not thinking_off(stub.requests[1])
     assert any(isinstance(e, ReasoningEvent) for e in events)  # the interrupted thinking stays thinking
 

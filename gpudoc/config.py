@@ -34,6 +34,17 @@ class Settings(BaseSettings):
     backend_base_url: str = Field("http://localhost:3001", alias="BACKEND_BASE_URL")
     backend_timeout_s: float = Field(10.0, alias="BACKEND_TIMEOUT_S")
 
+    # Where scheduler facts come from with --source watchdog/prometheus (the simulator has its
+    # own Slurm): slurmrestd ("rest", the default when SLURMRESTD_URL is set), the Slurm
+    # commands on this host ("cli"), or none.
+    slurm: Literal["none", "rest", "cli"] | None = Field(None, alias="GPUDOC_SLURM")
+    slurmrestd_url: str | None = Field(None, alias="SLURMRESTD_URL")
+    slurm_user: str | None = Field(None, alias="SLURM_USER")
+    slurm_jwt: str | None = Field(None, alias="SLURM_JWT", repr=False)
+    slurm_jwt_file: Path | None = Field(None, alias="SLURM_JWT_FILE")
+    slurmrestd_version: str | None = Field(None, alias="SLURMRESTD_VERSION")
+    slurm_timeout_s: float = Field(10.0, alias="SLURM_TIMEOUT_S")
+
     # Conversations and the server.
     db_path: Path = Field(Path("gpudoc-threads.sqlite"), alias="GPUDOC_DB_PATH")
     api_token: str | None = Field(None, alias="GPUDOC_API_TOKEN")

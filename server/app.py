@@ -135,8 +135,12 @@ def create_app(
         async with AsyncExitStack() as stack:
             cluster = source
             if cluster is None:
-                cluster = open_source(SourceOptions(source=config.source, backend_base_url=config.backend_base_url,
-                                                    backend_timeout_s=config.backend_timeout_s))
+                cluster = open_source(SourceOptions(
+                    source=config.source, backend_base_url=config.backend_base_url,
+                    backend_timeout_s=config.backend_timeout_s, slurm=config.slurm,
+                    slurmrestd_url=config.slurmrestd_url, slurm_user=config.slurm_user,
+                    slurm_jwt=config.slurm_jwt, slurm_jwt_file=config.slurm_jwt_file,
+                    slurmrestd_version=config.slurmrestd_version, slurm_timeout_s=config.slurm_timeout_s))
             if cluster is not source or owns_source:
                 stack.push_async_callback(cluster.aclose)
             checkpointer = await stack.enter_async_context(open_checkpointer(config.db_path))

@@ -85,6 +85,13 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend-url", default=None,
         help="GPU Watchdog API base URL for --source watchdog (default: $BACKEND_BASE_URL)",
     )
+    group.add_argument(
+        "--slurm", choices=["none", "rest", "cli"], default=None,
+        help="scheduler facts for --source watchdog: slurmrestd (rest), the Slurm commands on this "
+        "host (cli) or none (default: $GPUDOC_SLURM, else rest when $SLURMRESTD_URL is set)",
+    )
+    group.add_argument("--slurmrestd-url", default=None,
+                       help="slurmrestd base URL for --slurm rest (default: $SLURMRESTD_URL)")
 
 
 def source_options(args: argparse.Namespace, settings: Settings, *, realtime: bool = True) -> SourceOptions:
@@ -97,6 +104,13 @@ def source_options(args: argparse.Namespace, settings: Settings, *, realtime: bo
         realtime=realtime,
         backend_base_url=args.backend_url or settings.backend_base_url,
         backend_timeout_s=settings.backend_timeout_s,
+        slurm=args.slurm or settings.slurm,
+        slurmrestd_url=args.slurmrestd_url or settings.slurmrestd_url,
+        slurm_user=settings.slurm_user,
+        slurm_jwt=settings.slurm_jwt,
+        slurm_jwt_file=settings.slurm_jwt_file,
+        slurmrestd_version=settings.slurmrestd_version,
+        slurm_timeout_s=settings.slurm_timeout_s,
     )
 
 

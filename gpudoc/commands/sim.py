@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             "drop --source (or use --source sim) and point watchdog clients at this server."
         )
     try:
-        options = source_options(args, load_settings()).model_copy(update={"source": "sim"})
+        options = source_options(args, load_settings()).model_copy(update={"source": "sim", "slurm": None})
         source = open_source(options)
         placed = [parse_scenario(spec, options.nodes) for spec in options.scenarios]
     except ValueError as exc:

@@ -46,7 +46,10 @@ def test_fell_off_bus_signals_merge_into_one_critical_gpu_finding():
     assert "XID 79 (GPU has fallen off the bus), last at 2025-03-14 11:40:00Z in job 1001" in text
     assert "GPU series stale; last reading 11:40:00Z" in text
     assert 'node-1: Slurm state IDLE+DRAIN (drained), reason "gres/gpu count too low (7 < 8)" since 11:42Z (18 min ago)' in text
-    assert "1001: job 1001 of alice ended NODE_FAIL at 11:41Z on node-1" in text
+    assert "1001: job 1001 'train' of alice ended NODE_FAIL at 11:41:00Z on node-1" in text
+    # the NODE_FAIL is tied to the XID that caused it, a minute earlier on the job's node
+    assert "1001: XID 79 (GPU has fallen off the bus) on node-1 GPU 5 at 11:40:00Z, 1 min before the job ended" in text
+    assert result.job_id == "1001"
     assert "RMA" in result.action and result.category == "hardware"
 
 
@@ -308,11 +311,13 @@ def test_jobs_pending_while_a_node_sits_drained():
     for index in range(8):
         replace_gpu(facts, 3, index, utilization_pct=0.0, job_id=None)
 
-    result = only(analyze(facts))
+    result, waiting = analyze(facts)
 
     assert (result.severity, result.subject, result.rule) == ("warning", "node-3", "sched.pending_on_unavailable_nodes")
-    assert result.evidence == ["node-3 drained: 8 GPUs closed to new jobs", "pending: 3001, 3002; 16 GPUs requested",
+    assert result.evidence == ['node-3 drained: 8 GPUs closed to new jobs; reason "admin: cable check"',
+                               "pending: 3001, 3002; 16 GPUs requested",
                                'Slurm state IDLE+DRAIN (drained), reason "admin: cable check"']
+    assert (waiting.severity, waiting.rule, waiting.job_id) == ("info", "sched.jobs_waiting", "3001")
 
 
 def test_qos_limits_are_info():

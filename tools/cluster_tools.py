@@ -241,6 +241,9 @@ def build_cluster_tools(source: ClusterSource) -> list[BaseTool]:
         if snapshot is None:
             return {"jobs": None, "note": "this cluster reports no Slurm scheduler"}
         if snapshot.jobs is None:
+            if snapshot.notes:  # Slurm has a job list but could not give it now: say why
+                return {"jobs": None, "note": "Slurm's job list could not be read just now",
+                        "slurm_notes": snapshot.notes[:4]}
             return {
                 "jobs": None,
                 "note": f"the '{source.name}' source does not provide a Slurm job list; "

@@ -304,6 +304,7 @@ def render_slurm_node(slurm_node: SlurmNode) -> dict[str, Any]:
             "sinfo": slurm_node.sinfo_state,
             "reason": free_text(slurm_node.reason),
             "reason_since": iso(slurm_node.reason_set_at),
+            "reason_by": slurm_node.reason_set_by,
             "gpus_total": slurm_node.gpus_total,
             "gpus_alloc": slurm_node.gpus_alloc,
             "cpus_alloc": slurm_node.cpus_alloc,

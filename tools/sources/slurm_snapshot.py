@@ -24,7 +24,7 @@ from gpudoc.tools.models import (
     SlurmPartition,
     SlurmSnapshot,
 )
-from gpudoc.tools.sources.base import SourceProtocolError
+from gpudoc.tools.sources.base import SourceUnavailableError
 from gpudoc.tools.sources.slurm_notation import integer, timestamp
 from gpudoc.tools.sources.slurm_shapes import Envelope, JobWire, NodeWire, PartitionWire
 
@@ -84,22 +84,29 @@ def _envelope(answer: Answer, notes: list[str]) -> Envelope:
 
 
 def _items(answer: Answer, key: str, origin: str, *, required: bool, notes: list[str]) -> list[Any] | None:
-    """The list under ``key``; errors Slurm put in the answer are quoted."""
+    """The list under ``key``; errors Slurm put in the answer are quoted.
+
+    An empty list next to errors is a failure, not an empty cluster: that is how ``sinfo
+    --json`` and ``squeue --json`` (exit status 0) and slurmrestd say slurmctld did not answer.
+    """
     problem = answer.error
     items = None
     if answer.payload is not None:
         envelope = _envelope(answer, notes)
         items = answer.payload.get(key)
-        if not isinstance(items, list):
-            said = "; ".join(e.text() for e in envelope.errors[:3])
+        said = "; ".join(e.text() for e in envelope.errors[:3])
+        if not isinstance(items, list) or (not items and envelope.errors):
             problem = f"Slurm answered with errors: {said}" if said else f"the answer has no '{key}' list"
             items = None
         elif envelope.errors:
-            notes.append(f"{answer.what} reported: " + "; ".join(e.text() for e in envelope.errors[:3]))
+            notes.append(f"{answer.what} reported: {said}")
     if items is not None:
         return items
     if required:
-        raise SourceProtocolError(f"{origin}: {answer.what} gave no node list ({problem}).")
+        raise SourceUnavailableError(
+            f"{origin}: {answer.what} gave no node list ({problem}). Check that slurmctld answers "
+            "(scontrol ping) and that gpudoc's Slurm credentials are valid."
+        )
     notes.append(f"Slurm {key} unavailable ({answer.what}: {problem})")
     return None
 

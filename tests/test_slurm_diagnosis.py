@@ -144,3 +144,15 @@ def test_an_xid_long_before_the_node_fail_is_not_blamed():
     findings = analyze(facts)
     assert not any("before the job ended" in line for f in findings for line in f.evidence)
     assert any(f"job {multi.job_id} 'gpt-neox-20b' of root ended NODE_FAIL" in line for f in findings for line in f.evidence)
+
+
+def test_a_healthy_controller_says_nothing_and_a_backed_up_one_is_reported():
+    facts = facts_with_real_slurm()
+    assert not [f for f in analyze(facts) if f.rule == "sched.controller_unhealthy"]  # the real /diag
+    facts.slurm.scheduler = facts.slurm.scheduler.model_copy(update={"agent_queue_size": 340, "schedule_cycle_last_us": 3_400_000})
+    found = next(f for f in analyze(facts) if f.rule == "sched.controller_unhealthy")
+    assert (found.severity, found.subject, found.nodes) == ("warning", "slurmctld", [])
+    assert found.evidence[0] == "agent queue 340 RPCs waiting (>= 100)" and "3.4 s" in found.evidence[1]
+    facts.slurm.scheduler = facts.slurm.scheduler.model_copy(update={"responding": False})
+    down = next(f for f in analyze(facts) if f.rule == "sched.controller_unhealthy")
+    assert down.severity == "critical" and "does not answer" in down.title

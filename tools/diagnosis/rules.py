@@ -75,6 +75,7 @@ RULES: dict[str, RuleInfo] = {
     "job.node_fail": RuleInfo("node_fail", "host", supporting=True),
     "sched.qos_limit": RuleInfo("qos", "scheduling"),
     "sched.jobs_waiting": RuleInfo("queue", "scheduling"),
+    "sched.controller_unhealthy": RuleInfo("controller", "scheduling"),
     # alerting
     "alert.active": RuleInfo("alert", "alerting", supporting=True),
 }

@@ -128,7 +128,7 @@ class SlurmCliClient(SlurmClient):
             await process.wait()
             raise SourceUnavailableError(
                 f"`{what}` did not finish within {self.timeout_s:g}s. Is slurmctld reachable from "
-                "this host (scontrol ping)? Raise SLURM_CLI_TIMEOUT_S if it is only slow."
+                "this host (scontrol ping)? Raise SLURM_TIMEOUT_S if it is only slow."
             ) from None
         stderr = " ".join(err.decode(errors="replace").split())
         if raise_no_json and _NO_SUCH_OPTION.search(stderr):

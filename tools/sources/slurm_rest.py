@@ -183,7 +183,7 @@ class SlurmRestClient(SlurmClient):
                     raise SourceUnavailableError(
                         f"slurmrestd at {self.base_url} did not answer GET {path} within "
                         f"{self.timeout_s:g}s ({attempts} attempts). Is slurmctld overloaded? Check "
-                        "`sdiag`, or raise SLURMRESTD_TIMEOUT_S."
+                        "`sdiag`, or raise SLURM_TIMEOUT_S."
                     ) from None
             except httpx.TransportError as exc:
                 if last:

@@ -169,30 +169,30 @@ def _scheduler(answers: Answers, api: str, origin: str, notes: list[str]) -> Sch
     release = Envelope.model_validate((answers.nodes.payload or {})).slurm_release()
     if not stats and not ping:
         return SchedulerHealth(api=api, slurm_version=release) if release else None
+    counters = {field: integer(stats.get(wire)) for field, wire in _DIAG_COUNTERS.items()}
     return SchedulerHealth(
         controller=ping.get("hostname"),
         responding=_responding(ping) if ping else None,
         mode=ping.get("mode") or ({True: "primary", False: "backup"}.get(ping.get("primary"))),  # type: ignore[arg-type]
         slurm_version=release,
         api=api,
-        server_threads=integer(stats.get("server_thread_count")),
-        agent_queue_size=integer(stats.get("agent_queue_size")),
-        dbd_agent_queue_size=integer(stats.get("dbd_agent_queue_size")),
-        schedule_cycle_last_us=integer(stats.get("schedule_cycle_last")),
-        schedule_cycle_mean_us=integer(stats.get("schedule_cycle_mean")),
-        schedule_cycle_max_us=integer(stats.get("schedule_cycle_max")),
-        schedule_queue_length=integer(stats.get("schedule_queue_length")),
         backfill_active=stats.get("bf_active") if isinstance(stats.get("bf_active"), bool) else None,
-        backfill_cycle_last_us=integer(stats.get("bf_cycle_last")),
         backfill_last_cycle_at=timestamp(stats.get("bf_when_last_cycle")),
-        backfilled_jobs_since_start=integer(stats.get("bf_backfilled_jobs")),
-        jobs_submitted=integer(stats.get("jobs_submitted")),
-        jobs_started=integer(stats.get("jobs_started")),
-        jobs_completed=integer(stats.get("jobs_completed")),
-        jobs_canceled=integer(stats.get("jobs_canceled")),
-        jobs_failed=integer(stats.get("jobs_failed")),
         statistics_since=timestamp(stats.get("req_time_start")),
+        **counters,
     )
+
+
+#: ``SchedulerHealth`` field -> the ``/diag`` statistic it reads (the same name in every version)
+_DIAG_COUNTERS = {
+    "server_threads": "server_thread_count", "agent_queue_size": "agent_queue_size",
+    "dbd_agent_queue_size": "dbd_agent_queue_size", "schedule_cycle_last_us": "schedule_cycle_last",
+    "schedule_cycle_mean_us": "schedule_cycle_mean", "schedule_cycle_max_us": "schedule_cycle_max",
+    "schedule_queue_length": "schedule_queue_length", "backfill_cycle_last_us": "bf_cycle_last",
+    "backfilled_jobs_since_start": "bf_backfilled_jobs", "jobs_submitted": "jobs_submitted",
+    "jobs_started": "jobs_started", "jobs_completed": "jobs_completed", "jobs_canceled": "jobs_canceled",
+    "jobs_failed": "jobs_failed",
+}
 
 
 def _ping(answer: Answer | None, notes: list[str]) -> dict[str, Any]:

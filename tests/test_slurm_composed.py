@@ -106,3 +106,22 @@ def test_command_line_errors_name_the_variable(monkeypatch, capsys):
     assert main(["diagnose", "--source", "watchdog", "--slurm", "rest"]) != 0
     error = capsys.readouterr().err
     assert "SLURMRESTD_URL" in error and "Traceback" not in error
+
+
+def test_slurm_nodename_and_telemetry_hostname_are_matched_through_nodehostname():
+    from datetime import UTC, datetime
+
+    from gpudoc.tools.diagnosis.facts import ClusterFacts
+    from gpudoc.tools.models import NodeMetrics, QueueCounts, SlurmNode, SlurmSnapshot
+    from gpudoc.tools.render_metrics import slurm_node_for
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    telemetry = NodeMetrics(node_id="gpu001", hostname="gpu001", timestamp=now)
+    named = SlurmNode(name="node-0", hostname="gpu001", state=["IDLE", "DRAIN"], reason="fan", cpus_total=1,
+                      cpus_alloc=0, memory_total_mb=1, memory_alloc_mb=0, gpus_total=8)
+    facts = ClusterFacts(source="t", collected_at=now, nodes=[telemetry],
+                         slurm=SlurmSnapshot(nodes=[named], queue=QueueCounts(), timestamp=now))
+    assert slurm_node_for(telemetry, [named]) is named and facts.slurm_node("gpu001", "gpu001") is named
+    assert facts.node_id_for_slurm_name("node-0") == "gpu001"
+    twin = named.model_copy(update={"name": "node-1"})  # two slurmd on one host: no guess
+    assert slurm_node_for(telemetry, [named, twin]) is None

@@ -290,11 +290,13 @@ def gpu_details(gpu: GpuMetrics, node_model: str | None) -> dict[str, Any]:
 
 
 def slurm_node_for(node: NodeMetrics, slurm_nodes: Sequence[SlurmNode]) -> SlurmNode | None:
-    """The Slurm node of a metrics node: Slurm names nodes by node id or by hostname."""
+    """The Slurm node of a metrics node: Slurm names nodes by node id or by hostname, or gives
+    the hostname as NodeHostname (only when one Slurm node has it: several slurmd may share a host)."""
     for candidate in slurm_nodes:
         if candidate.name in (node.node_id, node.hostname):
             return candidate
-    return None
+    by_host = [c for c in slurm_nodes if c.hostname is not None and c.hostname in (node.node_id, node.hostname)]
+    return by_host[0] if len(by_host) == 1 else None
 
 
 def render_slurm_node(slurm_node: SlurmNode) -> dict[str, Any]:

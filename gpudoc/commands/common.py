@@ -87,7 +87,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--slurm", choices=["none", "rest", "cli"], default=None,
-        help="scheduler facts for --source watchdog: slurmrestd (rest), the Slurm commands on this "
+        help="scheduler facts for a telemetry --source (not sim): slurmrestd (rest), the Slurm commands on this "
         "host (cli) or none (default: $GPUDOC_SLURM, else rest when $SLURMRESTD_URL is set)",
     )
     group.add_argument("--slurmrestd-url", default=None,

@@ -61,13 +61,17 @@ class ClusterFacts(BaseModel):
         for node in self.slurm.nodes:
             if node.name in (node_id, hostname):
                 return node
-        return None
+        by_host = [n for n in self.slurm.nodes if n.hostname is not None and n.hostname in (node_id, hostname)]
+        return by_host[0] if len(by_host) == 1 else None  # several slurmd may share one host
 
     def node_id_for_slurm_name(self, name: str) -> str:
         """Slurm may know a node by its hostname; findings always use the metrics node id."""
         for node in self.nodes:
             if name in (node.node_id, node.hostname):
                 return node.node_id
+        slurm = next((n for n in self.slurm.nodes if n.name == name), None) if self.slurm else None
+        if slurm is not None and slurm.hostname is not None and self.slurm_node(slurm.hostname) is slurm:
+            return next((n.node_id for n in self.nodes if slurm.hostname in (n.node_id, n.hostname)), name)
         return name
 
     @property

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -236,6 +237,8 @@ PartitionName=debug Nodes={self.nodes[0]} State=UP MaxTime=01:00:00
         self.wait_for(listening, "slurmrestd to listen", timeout=15)
 
     def _spawn(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> None:
+        # the daemons live in /usr/sbin, which a non-root PATH may lack
+        command = [shutil.which(command[0]) or f"/usr/sbin/{command[0]}", *command[1:]]
         log = open(self.root / "log" / f"{name}.out", "wb")
         try:
             self.processes[name] = subprocess.Popen(

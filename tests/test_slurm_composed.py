@@ -72,7 +72,8 @@ def test_slurm_hostnames_match_telemetry_hostnames_only_when_unique():
     now = datetime(2026, 1, 1, tzinfo=UTC)
     telemetry = [NodeMetrics(node_id="gpu001", hostname="gpu001", timestamp=now)]
     # NodeName n0 on host gpu001: the same machine; n1 and n2 share host "vm": unknown to telemetry
-    merged = with_silent_nodes(telemetry, [slurm_node("n0", "gpu001"), slurm_node("n1", "vm"), slurm_node("n2", "vm")], now)
+    login = slurm_node("login1", None).model_copy(update={"gpus_total": 0})  # no GPUs: no GPU telemetry expected
+    merged = with_silent_nodes(telemetry, [slurm_node("n0", "gpu001"), slurm_node("n1", "vm"), slurm_node("n2", "vm"), login], now)
     assert [(n.node_id, n.reachable) for n in merged] == [("gpu001", True), ("n1", False), ("n2", False)]
 
 

@@ -6,10 +6,11 @@ and coarse states, Prometheus none at all, while slurmrestd and the Slurm comman
 jobs, GPU indices and the controller's health. This wrapper takes everything but Slurm from the
 telemetry source and Slurm from a ``SlurmClient``, whatever the telemetry source is.
 
-Nodes Slurm knows but telemetry lacks (exporter down, host down, never deployed) are added to
+GPU nodes Slurm knows but telemetry lacks (exporter down, host down, never deployed) are added to
 the node list as ``reachable=False``, as the GPU Watchdog source does with its own Slurm list, so
-"is node-5 ok?" is answered instead of "unknown node". A failing Slurm never hides the metrics:
-only ``slurm()`` reports its error.
+"is node-5 ok?" is answered instead of "unknown node". Nodes without GPUs in Slurm (login, CPU
+partitions) are not: GPU telemetry was never expected from them. A failing Slurm never hides
+the metrics: only ``slurm()`` reports its error.
 """
 
 from __future__ import annotations
@@ -111,13 +112,13 @@ def slurm_name_matches(slurm_node: SlurmNode, names: set[str], unique_hostnames:
 
 
 def with_silent_nodes(nodes: list[NodeMetrics], slurm_nodes: list[SlurmNode], as_of: datetime) -> list[NodeMetrics]:
-    """``nodes`` plus, as unreachable, each Slurm node telemetry does not report."""
+    """``nodes`` plus, as unreachable, each Slurm GPU node telemetry does not report."""
     names = {node.node_id for node in nodes} | {node.hostname for node in nodes}
     hostnames = [s.hostname for s in slurm_nodes if s.hostname]
     unique = {h for h in hostnames if hostnames.count(h) == 1}
     silent = [
         NodeMetrics(node_id=s.name, hostname=s.hostname or s.name, timestamp=as_of, reachable=False)
         for s in slurm_nodes
-        if not slurm_name_matches(s, names, unique)
+        if s.gpus_total > 0 and not slurm_name_matches(s, names, unique)
     ]
     return nodes + silent

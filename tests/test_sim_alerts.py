@@ -14,7 +14,7 @@ def frozen(*scenarios: str) -> SimSource:
 
 async def test_rules_are_in_watchdog_form_with_limits_of_the_gpu_model():
     rules = {r.id: r for r in await frozen().alert_rules()}
-    assert rules["gpu-temp-high"].metric == "temperature_c"
+    assert rules["gpu-temp-high"].metric == "gpu_temperature"
     assert rules["gpu-temp-high"].threshold == 85 and rules["gpu-temp-high"].duration_seconds == 60
     h100 = {r.id: r for r in await SimSource.create(realtime=False, gpu_model="h100").alert_rules()}
     assert h100["gpu-temp-high"].threshold == 87

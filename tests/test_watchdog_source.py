@@ -4,6 +4,7 @@ tool output, the silent node kept, the newest alert events seen."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from langchain_core.messages import ToolMessage
 from gpudoc.tools.cluster_tools import TOOL_NAMES, build_cluster_tools
 from gpudoc.tools.compact import OUTPUT_BUDGET_CHARS
 from gpudoc.tools.diagnosis.engine import diagnose
+from gpudoc.tools.sources.base import SourceProtocolError
 from gpudoc.tools.sources.notes import collecting_notes
 from gpudoc.tools.sources.watchdog import ALERT_EVENTS_CAP, WatchdogSource
 from tests.watchdog_contract import FIXTURES
@@ -254,3 +256,27 @@ async def test_every_tool_returns_data_and_the_notes_reach_the_output(change: An
     diagnosis = json.dumps(payloads["diagnose_cluster"])
     if change is not summary_slurm:  # without Slurm's node list, the silent node is not known
         assert "node.host_down" in diagnosis and "node-6" in diagnosis
+
+
+async def test_the_calls_of_one_round_share_one_reading_and_each_gets_the_notes() -> None:
+    backend = RecordedBackend(**{"/api/metrics/current": with_changes(odd_values)})
+    tools = {tool.name: tool for tool in build_cluster_tools(backend.source())}
+    names = ("get_cluster_status", "get_current_metrics", "get_slurm_status", "get_node_details")
+    messages = await asyncio.gather(*(call(tools, name, {"node_id": "node-6"} if name == "get_node_details" else {})
+                                      for name in names))
+    assert [r.url.path for r in backend.requests].count("/api/metrics/current") == 1
+    for message in messages:
+        assert "nodes[1] left out" in " ".join(json.loads(message.content)["source_notes"]), message.name
+
+    unshared = RecordedBackend()
+    source = WatchdogSource(BASE, retries=0, transport=httpx.MockTransport(unshared), state_reuse_s=0)
+    await asyncio.gather(source.current_metrics(), source.slurm())
+    assert [r.url.path for r in unshared.requests].count("/api/metrics/current") == 2
+
+
+async def test_a_failed_reading_is_not_shared_with_later_calls() -> None:
+    answers = iter([httpx.Response(404, json={"error": "Not found"}), httpx.Response(200, json=recording("current.json"))])
+    source = WatchdogSource(BASE, retries=0, transport=httpx.MockTransport(lambda request: next(answers)))
+    with pytest.raises(SourceProtocolError):
+        await source.current_metrics()
+    assert len(await source.current_metrics()) == 8

@@ -54,7 +54,6 @@ from gpudoc.tools.sources.watchdog_shapes import (
     GpuSummaryWire,
     GpuWire,
     HealthWire,
-    HistoryWire,
     NodeSummaryWire,
     NodeWire,
     SlurmHistoryDataWire,
@@ -150,9 +149,9 @@ def create_watchdog_app(source: ClusterSource) -> FastAPI:
             series = await source.gpu_history(node_id, max(1, minutes)) if end >= start else []
         except UnknownNodeError:
             series = []  # the backend has no rows for it: no data, no error
-        windowed = [_within(GpuHistoryWire.from_model(one), start, end) for one in series]
-        data = [wire for wire in windowed if wire.data]
-        return JSONResponse(HistoryWire(range=TimeRangeWire(start=start, end=end), data=data).to_wire())
+        windowed = [GpuHistoryWire.json_of(one, start, end) for one in series]
+        data = [wire for wire in windowed if wire["data"]]  # no rows, no series
+        return JSONResponse({"range": TimeRangeWire(start=start, end=end).to_wire(), "data": data})
 
     @app.get("/api/metrics/history/slurm")
     async def slurm_history(request: Request) -> JSONResponse:
@@ -364,11 +363,6 @@ def slurm_history_point(snapshot: SlurmSnapshot) -> SlurmHistoryPointWire:
         nodes_alloc=wire.nodes_alloc, queue_pending=queue.pending, queue_running=queue.running,
         queue_completed=queue.completed, queue_failed=queue.failed,
     )
-
-
-def _within(series: GpuHistoryWire, start: datetime, end: datetime) -> GpuHistoryWire:
-    series.data = [point for point in series.data if start <= point.timestamp <= end]
-    return series
 
 
 def _round1(value: float) -> float:

@@ -49,7 +49,7 @@ from gpudoc.tools.sources.base import (
     SourceUnavailableError,
     normalise_node_id,
 )
-from gpudoc.tools.sources.notes import note
+from gpudoc.tools.sources.notes import collecting_notes, note
 from gpudoc.tools.sources.watchdog_shapes import (
     AlertEventWire,
     AlertRuleWire,
@@ -65,6 +65,17 @@ RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 
 #: The most events ``GET /api/alerts/events/history`` returns; it returns the oldest first.
 ALERT_EVENTS_CAP = 1000
+
+#: How long one reading of ``/api/metrics/current`` serves further calls (the backend's collector
+#: refreshes every 10 s by default).
+STATE_REUSE_S = 2.0
+
+
+@dataclass(frozen=True)
+class _SharedState:
+    loop: asyncio.AbstractEventLoop
+    started: float
+    task: asyncio.Task[tuple["CollectorState", list[str]]]
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,7 @@ class WatchdogSource(ClusterSource):
         retries: int = 2,
         backoff_s: float = 0.25,
         transport: httpx.AsyncBaseTransport | None = None,
+        state_reuse_s: float = STATE_REUSE_S,
     ):
         self.base_url = _checked_base_url(base_url)
         self.timeout_s = timeout_s
@@ -97,6 +109,8 @@ class WatchdogSource(ClusterSource):
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self.state_reuse_s = state_reuse_s
+        self._shared_state: _SharedState | None = None
 
     # ---- ClusterSource ------------------------------------------------------------------------
 
@@ -154,15 +168,43 @@ class WatchdogSource(ClusterSource):
         return mapping.slurm_snapshot(state.slurm, mapping.gpu_counts(state.nodes), state.last_updated)
 
     async def aclose(self) -> None:
+        self._shared_state = None
         client, self._client, self._client_loop = self._client, None, None
         if client is not None:
             await client.aclose()
 
     async def _state(self) -> CollectorState:
-        current = await self._get_json("/api/metrics/current", CurrentMetricsWire)
-        as_of = current.last_updated or datetime.now(UTC)
-        nodes = [mapping.node_metrics(node, as_of) for node in current.nodes or []]
-        return CollectorState(mapping.with_silent_nodes(nodes, current.slurm, as_of), current.slurm, as_of)
+        """The collector state, fetched once for all the calls of the next ``state_reuse_s``.
+
+        Tools of one agent round run in parallel, and one tool often needs the state twice
+        (resolve a node id, then read Slurm): they share one request. The backend refreshes its
+        state every ``COLLECT_INTERVAL`` (10 s by default), so reuse within that costs nothing
+        in freshness. Each caller gets the notes the reading made. ``state_reuse_s=0`` turns
+        the sharing off.
+        """
+        if self.state_reuse_s <= 0:  # sharing off
+            state, notes = await self._fetch_state()
+            for line in notes:
+                note(line)
+            return state
+        loop = asyncio.get_running_loop()
+        shared = self._shared_state
+        if shared is None or shared.loop is not loop or (shared.task.done() and (
+                shared.task.cancelled() or shared.task.exception() is not None
+                or loop.time() - shared.started > self.state_reuse_s)):
+            shared = self._shared_state = _SharedState(loop, loop.time(), loop.create_task(self._fetch_state()))
+        state, notes = await asyncio.shield(shared.task)
+        for line in notes:
+            note(line)
+        return state
+
+    async def _fetch_state(self) -> tuple[CollectorState, list[str]]:
+        with collecting_notes() as notes:
+            current = await self._get_json("/api/metrics/current", CurrentMetricsWire)
+            as_of = current.last_updated or datetime.now(UTC)
+            nodes = [mapping.node_metrics(node, as_of) for node in current.nodes or []]
+            state = CollectorState(mapping.with_silent_nodes(nodes, current.slurm, as_of), current.slurm, as_of)
+        return state, notes.lines
 
     # ---- HTTP ---------------------------------------------------------------------------------
 

@@ -17,13 +17,14 @@ index or temperature, an event without its rule) is left out of its list, and li
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from gpudoc.tools.models import AlertCondition, AlertEvent, AlertRule, GpuSample, GpuSeries
-from gpudoc.tools.sources.wire import EpochMs, IsoTime, LenientModel, Records, TextId
+from gpudoc.tools.sources.wire import EpochMs, IsoTime, LenientModel, Records, TextId, epoch_ms
 
 
 class WireModel(LenientModel):
@@ -201,23 +202,27 @@ class GpuHistoryWire(WireModel):
     data: Records[HistoryPointWire]
 
     # Both directions of the history mapping live here; the API carries no clocks or counters.
-    @classmethod
-    def from_model(cls, series: GpuSeries) -> GpuHistoryWire:
-        return cls(
-            node_id=series.node_id,
-            gpu_index=series.gpu_index,
-            data=[
-                HistoryPointWire(
-                    timestamp=sample.timestamp,
-                    utilization=sample.utilization_pct,
-                    memory_used_mb=sample.memory_used_mib,
-                    memory_total_mb=sample.memory_total_mib,
-                    temperature_c=sample.temperature_c,
-                    power_usage_w=sample.power_w,
-                )
+    @staticmethod
+    def json_of(series: GpuSeries, start: datetime, end: datetime) -> dict[str, Any]:
+        """One GPU's wire JSON, its samples from ``start`` to ``end`` newest first, as the backend
+        sends them. Written directly rather than through the models: the samples are typed facts
+        already, and hours of history are tens of thousands of points."""
+        return {
+            "nodeId": series.node_id,
+            "gpuIndex": series.gpu_index,
+            "data": [
+                {
+                    "timestamp": epoch_ms(sample.timestamp),
+                    "utilization": _js_numbers(sample.utilization_pct),
+                    "memoryUsedMb": _js_numbers(sample.memory_used_mib),
+                    "memoryTotalMb": _js_numbers(sample.memory_total_mib),
+                    "temperatureC": _js_numbers(sample.temperature_c),
+                    "powerUsageW": _js_numbers(sample.power_w),
+                }
                 for sample in reversed(series.samples)
+                if start <= sample.timestamp <= end
             ],
-        )
+        }
 
     def to_model(self) -> GpuSeries:
         return GpuSeries(

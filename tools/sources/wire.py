@@ -19,7 +19,7 @@ milliseconds) or ISO strings, and written back in the form each field's type nam
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -92,6 +92,11 @@ def _read_records(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         return handler(value)  # not a list at all: the field itself is unusable
     kept = RecordList()
     kept.dropped = []
+    try:  # the common case, every record readable: one validation of the whole list
+        kept.extend(handler(value))
+        return kept
+    except ValidationError:
+        kept.clear()
     for position, item in enumerate(value):
         try:
             kept.extend(handler([item]))
@@ -138,15 +143,25 @@ class LenientModel(BaseModel):
                 raise
             model = handler({key: value for key, value in data.items() if key not in unusable})
         issues = [(key, f"unusable ({why}); left out") for key, why in unusable.items()]
-        for name, field in cls.model_fields.items():
-            wire = field.alias or name
-            if not field.is_required() and wire not in data and name not in data:
-                issues.append((wire, "not reported by this backend"))
+        issues.extend((wire, "not reported by this backend")
+                      for wire, name in _optional_fields(cls) if wire not in data and name not in data)
         model._issues = issues
         return model
 
     def to_wire(self, *, exclude: set[str] | None = None) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude=exclude)
+
+
+_OPTIONAL_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _optional_fields(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    """(wire name, Python name) of each optional field, computed once per model."""
+    if model not in _OPTIONAL_FIELDS:
+        _OPTIONAL_FIELDS[model] = tuple(
+            (field.alias or name, name) for name, field in model.model_fields.items() if not field.is_required()
+        )
+    return _OPTIONAL_FIELDS[model]
 
 
 def describe_errors(exc: ValidationError, *, only: str | None = None, prefix_loc: int = 0, shown: int = 2) -> str:
@@ -172,7 +187,7 @@ def wire_issues(value: object, path: str = "") -> list[str]:
         lines.extend(f"{path}{dropped}" for dropped in value.dropped)
     if isinstance(value, list):
         for position, item in enumerate(value):
-            if isinstance(item, LenientModel):
+            if isinstance(item, LenientModel) and (item._issues or _container_fields(type(item))):
                 key = getattr(item, item.record_key, None) if item.record_key else None
                 lines.extend(wire_issues(item, f"{path}[{key if key is not None else position}]"))
         return lines
@@ -180,11 +195,33 @@ def wire_issues(value: object, path: str = "") -> list[str]:
         return lines
     prefix = f"{path}." if path else ""
     lines.extend(f"{prefix}{key} {what}" for key, what in value._issues)
-    for name, field in type(value).model_fields.items():
+    for name, wire in _container_fields(type(value)):
         child = getattr(value, name)
         if isinstance(child, LenientModel | list):
-            lines.extend(wire_issues(child, f"{prefix}{field.alias or name}"))
+            lines.extend(wire_issues(child, f"{prefix}{wire}"))
     return lines
+
+
+_CONTAINER_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _container_fields(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    """(Python name, wire name) of the fields that may hold records or lists, computed once per
+    model: the only places ``wire_issues`` needs to look into (a history point has none)."""
+    if model not in _CONTAINER_FIELDS:
+        _CONTAINER_FIELDS[model] = tuple(
+            (name, field.alias or name) for name, field in model.model_fields.items()
+            if _may_hold_records(field.annotation)
+        )
+    return _CONTAINER_FIELDS[model]
+
+
+def _may_hold_records(annotation: Any) -> bool:
+    if annotation is list or get_origin(annotation) is list:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, LenientModel):
+        return True
+    return any(_may_hold_records(arg) for arg in get_args(annotation))
 
 
 _ADAPTERS: dict[object, TypeAdapter[Any]] = {}

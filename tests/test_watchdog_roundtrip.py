@@ -8,26 +8,22 @@ as the API carries it, and everything the API lacks must come back ``None``.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
-import uvicorn
 
 from gpudoc.tools.models import GpuMetrics, NodeMetrics
 from gpudoc.tools.sim.source import SimSource
 from gpudoc.tools.sim.slurm_exporter import slurm_status
-from gpudoc.tools.sim.watchdog_api import create_watchdog_app
 from gpudoc.tools.sources.base import ClusterSource, UnknownNodeError
 from gpudoc.tools.sources.watchdog import WatchdogSource
 from gpudoc.tools.sources.watchdog_shapes import WATCHDOG_ALERT_METRICS
 from gpudoc.tools.sources.watchdog_mapping import SLURM_STATUS_TO_STATE
 from tests.doubles.fake_cluster import FakeClusterSource
+from tests.served_watchdog import serve
 
 #: what GET /api/metrics/current carries per GPU; every other optional field must come back None
 API_GPU_FIELDS = (
@@ -35,29 +31,6 @@ API_GPU_FIELDS = (
     "power_w", "memory_util_pct", "sm_clock_mhz", "mem_clock_mhz",
 )
 
-
-
-@contextmanager
-def serve(source: ClusterSource) -> Iterator[str]:
-    """Serve ``source`` as the GPU Watchdog API on 127.0.0.1:<ephemeral> from a background thread.
-
-    The socket is bound and listening before the thread starts, so requests made before uvicorn
-    begins accepting simply wait in the backlog: no polling for readiness.
-    """
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    server = uvicorn.Server(
-        uvicorn.Config(create_watchdog_app(source), log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        listener.close()
 
 
 def _make_source(kind: str) -> ClusterSource:

@@ -210,8 +210,8 @@ def cluster_status(nodes: list[NodeMetrics], slurm: SlurmWire | None, last_updat
             problems.append(f"{_names(silent)} known to Slurm but sending no telemetry")
         if down:
             problems.append(f"Slurm marks {_names(down)} down")
-        note(f"healthy is false here although the backend reports healthy=true (it means 'some node "
-             f"reports'): {'; '.join(problems)}. nodeCount includes the silent nodes.")
+        note(f"healthy is false: {'; '.join(problems)}. (GPU Watchdog's own status counts only the nodes "
+             "that report and calls the cluster healthy while any does; the node count here includes the silent ones.)")
     return ClusterStatus(
         healthy=bool(reporting) and not silent and not down,
         node_count=len(nodes),

@@ -4,6 +4,8 @@ recording (nodes 0-3) served by a scripted slurmrestd."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -126,3 +128,22 @@ def test_slurm_nodename_and_telemetry_hostname_are_matched_through_nodehostname(
     assert facts.node_id_for_slurm_name("node-0") == "gpu001"
     twin = named.model_copy(update={"name": "node-1"})  # two slurmd on one host: no guess
     assert slurm_node_for(telemetry, [named, twin]) is None
+
+
+async def test_what_slurm_could_not_give_reaches_every_tool_and_the_diagnosis():
+    import json
+
+    from gpudoc.tools.cluster_tools import build_cluster_tools
+    from gpudoc.tools.diagnosis.facts import gather_facts
+
+    server = FakeSlurmrestd(offers=("v0.0.38",))
+    server.override = {"/slurm/v0.0.38/jobs": lambda r: httpx.Response(500, json={"errors": [{"description": "Socket timed out"}]})}
+    source = composed(server)
+    tools = {t.name: t for t in build_cluster_tools(source)}
+    status, jobs = await asyncio.gather(tools["get_slurm_status"].ainvoke({}), tools["get_slurm_jobs"].ainvoke({}))
+    for output in (json.loads(status), json.loads(jobs)):  # both read the one shared fetch
+        assert any("Slurm jobs unavailable" in line and "Socket timed out" in line for line in output["source_notes"])
+    assert json.loads(jobs)["note"] == "Slurm's job list could not be read just now"
+    facts = await gather_facts(source)
+    assert any("Slurm jobs unavailable" in line for line in facts.limitations)
+    assert server.seen["/slurm/v0.0.38/jobs"] == 1

@@ -17,7 +17,7 @@ from gpudoc.tools.sources.factory import SourceOptions, open_source
 from gpudoc.tools.sources.slurm_cli import SlurmCliClient
 from gpudoc.tools.sources.slurm_rest import SlurmRestClient, SlurmRestError
 from gpudoc.tools.sources.with_slurm import WithSlurmSource
-from tests.services.watchdog_api import serve
+from tests.served_watchdog import serve
 from tests.slurm_fixtures import comparable_snapshot
 
 

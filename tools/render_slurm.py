@@ -165,8 +165,6 @@ def render_slurm_status(snapshot: SlurmSnapshot) -> dict[str, Any]:
         ]
     if snapshot.scheduler is not None:
         payload["scheduler"] = render_scheduler(snapshot.scheduler)
-    if snapshot.notes:
-        payload["slurm_notes"] = [free_text(note, 200) for note in snapshot.notes[:6]]
 
     def build(shown: int) -> dict[str, Any]:
         if shown == len(problems):

@@ -1,5 +1,4 @@
-"""A ``ClusterSource`` served as the GPU Watchdog REST API over real HTTP, for tests that read it
-with ``WatchdogSource`` (alone, or composed with a real Slurm)."""
+"""Serve a ``ClusterSource`` as GPU Watchdog's backend over real HTTP, for tests that need a URL."""
 
 from __future__ import annotations
 

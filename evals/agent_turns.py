@@ -103,6 +103,11 @@ class AgentConversation:
         self._agent = build_agent(source=source, llm=_model(settings, sampling, [self._meter]), settings=settings,
                                   checkpointer=InMemorySaver())
 
+    @property
+    def model_errors(self) -> list[BaseException]:
+        """The exceptions the model client raised during the last turn (also when the turn failed)."""
+        return list(self._meter.errors)
+
     async def ask(self, question: str) -> Observation:
         meter = self._meter
         meter.prompt_tokens = meter.completion_tokens = 0

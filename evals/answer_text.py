@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 from gpudoc.evals.evidence import QUANTITIES
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])(?:\*\*|\*|_|\))?\s+")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?]\*\*)|(?<=[.!?][*_)\]]))\s+")
 _NODE_REF = re.compile(r"\bnode[-_ ]?0*(\d+)(?!\d)", re.IGNORECASE)
 _GPU_REF = re.compile(r"\bgpu(?:\s+index)?[-_ #]?0*(\d+)(?!\d)", re.IGNORECASE)
 _FULL_GPU_REF = re.compile(r"\bnode[-_ ]?0*(\d+)\s*[/:]\s*gpu[-_ ]?0*(\d+)(?!\d)", re.IGNORECASE)

@@ -126,8 +126,9 @@ def conversation_key(body: bytes | str | None) -> dict[str, Any]:
     }
 
 
-def _conversation_matcher(recorded: Request, current: Request) -> None:
-    """vcrpy matcher: passes, or raises AssertionError saying what differs."""
+def same_conversation(current: Request, recorded: Request) -> None:
+    """vcrpy matcher (called with this run's request, then a recorded one): passes, or raises
+    AssertionError saying what differs."""
     was, now_ = conversation_key(recorded.body), conversation_key(current.body)
     differences = [f"{key}: recorded {was.get(key)!r}, now {now_.get(key)!r}"
                    for key in ("questions", "tools_offered", "calls_this_turn", "unreadable_body")
@@ -155,7 +156,7 @@ def cassette_library(directory: Path, *, record: bool, passthrough: Iterable[str
         decode_compressed_response=True,
         before_record_request=keep,
     )
-    library.register_matcher("conversation", _conversation_matcher)
+    library.register_matcher("conversation", same_conversation)
     return library
 
 
@@ -175,9 +176,12 @@ def replay_problem(errors: Iterable[BaseException]) -> str | None:
 
 
 def _short_vcr_message(message: str) -> str:
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    reasons = [line for line in lines if "questions:" in line or "tools_offered:" in line or "calls_this_turn:" in line]
+    """The first difference vcrpy reports for the closest recorded request, without its advice."""
     head = "no recorded exchange matches this request"
-    if "No match for the request" in message and "Found 0 similar" in message and not reasons:
-        return f"{head} (the cassette has no exchange left for it; the agent made more model calls than recorded)"
-    return f"{head}: {reasons[0][:600]}" if reasons else f"{head}: {lines[0][:300] if lines else message[:300]}"
+    for line in message.splitlines():
+        _, found, difference = line.partition("same_conversation differs: ")
+        if found:
+            return f"{head}: {difference.strip()[:600]}"
+    if "0 played" not in message and "interactions:" in message:
+        return f"{head} (every recorded exchange was used: the agent made more model calls than recorded)"
+    return f"{head}: {message.strip().splitlines()[0][:300]}"

@@ -159,6 +159,7 @@ async def run_case(case: EvalCase, plan: RunPlan) -> CaseOutcome:
     truths = truths_of(source)
     with tracing as handle:
         observations: list[Observation] = []
+        conversation: AgentConversation | None = None
         try:
             missing = plan.mode == "replay" and not (plan.recording_dir / cassette_name(case.id)).exists()
             if missing:
@@ -190,7 +191,9 @@ async def run_case(case: EvalCase, plan: RunPlan) -> CaseOutcome:
         except CaseNotRecorded as exc:
             error = str(exc)
         except Exception as exc:  # one broken case must not end the run; it fails with the reason
-            error = f"{type(exc).__name__}: {exc}"
+            mismatch = replay_problem(conversation.model_errors) if conversation and plan.mode == "replay" else None
+            error = (f"replay: {mismatch}. Re-record with `gpudoc eval --record`." if mismatch
+                     else f"{type(exc).__name__}: {exc}")
         outcome = CaseOutcome.from_turns(turns=turns, error=error, **fields)
         if plan.tracer is not None:
             plan.tracer.finish_case(handle, outcome)

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import sys
 from pathlib import Path
@@ -67,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     output.add_argument("--out", type=Path, metavar="FILE.json", help="also write the JSON result to FILE")
     output.add_argument("--report", type=Path, metavar="FILE.html", help="write a self-contained HTML report")
     output.add_argument("--no-progress", action="store_true", help="no progress bar on the terminal")
+    output.add_argument("--verbose", action="store_true",
+                        help="also show the agent's own log (tracebacks of failed turns; each case reports its error anyway)")
     output.add_argument("--min-pass-rate", type=float, default=DEFAULT_MIN_PASS_RATE,
                         help=f"exit 1 when fewer cases pass (0..1, default {DEFAULT_MIN_PASS_RATE})")
     extras = parser.add_argument_group("judge and LangSmith")
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if not live and (args.temperature is not None or args.top_p is not None or args.no_thinking or args.stub):
         raise CliError("--temperature, --top-p, --no-thinking and --stub apply to --live and --record; "
                        "a replay answers what was recorded")
-    result = asyncio.run(_evaluate(args, suite, cases))
+    with _agent_log(quiet=not args.verbose):
+        result = asyncio.run(_evaluate(args, suite, cases))
     _print(result, as_json=args.json)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +135,19 @@ def _stub_server(policy_name: str) -> Any:
         raise CliError(str(exc)) from None
 
 
+@contextlib.contextmanager
+def _agent_log(*, quiet: bool) -> Iterator[None]:
+    """Keep the agent's tracebacks off the terminal: a failed turn is reported on its case."""
+    logger = logging.getLogger("gpudoc.graph")
+    previous = logger.level
+    if quiet:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "model"
 
@@ -157,9 +174,10 @@ async def _evaluate(args: argparse.Namespace, suite: list[EvalCase], cases: list
                 raise CliError(f"no model to evaluate: {problem}")
             settings = settings.model_copy(update={"llm_model": served})
             label = args.recording or (DEFAULT_RECORDING if double else _slug(served))
+            model = f"stub vLLM, {args.stub} policy (test double)" if double else served
             plan = RunPlan(mode="record" if args.record else "live", settings=settings,
                            recording_dir=recording_dir(label), answers_from=double or f"{served} at {settings.llm_base_url}",
-                           test_double=double is not None, model=served, concurrency=args.concurrency,
+                           test_double=double is not None, model=model, concurrency=args.concurrency,
                            sampling=Sampling(temperature=args.temperature, top_p=args.top_p,
                                              enable_thinking=False if args.no_thinking else None))
             return await _run(args, plan, suite, cases)

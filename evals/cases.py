@@ -245,7 +245,7 @@ def load_suite(directory: Path = SUITE_DIR) -> list[EvalCase]:
 
 
 def select(cases: Sequence[EvalCase], *, ids: Iterable[str] = (), tags: Iterable[str] = ()) -> list[EvalCase]:
-    """Cases with one of ``ids`` (or an id matching a ``*`` pattern) and carrying one of ``tags``.
+    """Cases with one of ``ids`` (or an id matching a ``*`` pattern) that carry one of ``tags``.
 
     An id or tag that selects nothing is an error naming what exists: a typo must not run an
     empty suite that "passes".
@@ -264,4 +264,6 @@ def select(cases: Sequence[EvalCase], *, ids: Iterable[str] = (), tags: Iterable
         if missing:
             raise SuiteError(f"no case is tagged {', '.join(missing)}; tags: {', '.join(sorted(known))}")
         chosen = [c for c in chosen if set(tags) & set(c.tags)]
+    if not chosen:
+        raise SuiteError(f"no case matches {', '.join(ids)} and is tagged {' or '.join(tags)}")
     return chosen

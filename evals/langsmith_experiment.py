@@ -104,7 +104,8 @@ class LangSmithExperiment:
         changed = [e for e in wanted if str(e["id"]) in existing
                    and (existing[str(e["id"])].inputs != e["inputs"] or existing[str(e["id"])].outputs != e["outputs"])]
         if new:
-            client.create_examples(dataset_id=dataset_id, examples=new)
+            client.create_examples(dataset_id=dataset_id, examples=[
+                {**{k: v for k, v in e.items() if k != "outputs"}, "reference_outputs": e["outputs"]} for e in new])
         if changed:
             client.update_examples(dataset_id=dataset_id, updates=changed)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 
 from gpudoc.cli import main
+from tests.doubles.stub_vllm import Policy, StubVllmServer
 
 
 @dataclass
@@ -31,3 +34,12 @@ def run_eval(capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: str) -> 
     captured = capsys.readouterr()
     result = json.loads(out_file.read_text()) if out_file.exists() else None
     return EvalCall(code, result, captured.out, captured.err)
+
+
+@contextmanager
+def stub_model(policy: Policy, name: str) -> Iterator[list[str]]:
+    """The stub vLLM server running ``policy`` under a model name that says it is a test double;
+    yields the ``gpudoc eval`` options that point a live run at it."""
+    model = f"stub-vllm-test-double/{name}"
+    with StubVllmServer(policy=policy, model=model) as url:
+        yield ["--live", "--llm-base-url", url, "--model", model]

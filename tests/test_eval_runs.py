@@ -16,8 +16,7 @@ from gpudoc.evals import runner
 from gpudoc.evals.cases import load_suite
 from gpudoc.tools.sim.scenarios import SCENARIOS
 from tests.doubles.eval_policies import fixed_tool_policy, inventing_policy, reference_policy
-from tests.doubles.stub_vllm import StubVllmServer
-from tests.eval_runs import run_eval
+from tests.eval_runs import run_eval, stub_model
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -51,17 +50,17 @@ def test_replay_of_the_committed_recording_passes_at_least_90_percent(capsys, tm
 
 
 def test_a_correct_policy_scores_at_least_90_percent_live(capsys, tmp_path: Path) -> None:
-    with StubVllmServer(policy=reference_policy) as url:
-        call = run_eval(capsys, tmp_path, "--live", "--llm-base-url", url)
-    assert call.result["run"]["mode"] == "live"
+    with stub_model(reference_policy, "reference") as live:
+        call = run_eval(capsys, tmp_path, *live)
+    assert call.result["run"]["mode"] == "live" and call.result["run"]["model"] == "stub-vllm-test-double/reference"
     assert call.result["summary"]["pass_rate"] >= 0.9, call.out[-3000:]
     assert call.code == 0
 
 
 def test_a_dumb_policy_scores_at_most_20_percent_live(capsys, tmp_path: Path) -> None:
     """Always get_cluster_status, then quote one number from it: grounded, and useless."""
-    with StubVllmServer(policy=fixed_tool_policy) as url:
-        call = run_eval(capsys, tmp_path, "--live", "--llm-base-url", url)
+    with stub_model(fixed_tool_policy, "fixed-tool") as live:
+        call = run_eval(capsys, tmp_path, *live)
     summary = call.result["summary"]
     assert summary["cases"] >= 60
     assert summary["pass_rate"] <= 0.2, summary
@@ -72,8 +71,8 @@ def test_a_dumb_policy_scores_at_most_20_percent_live(capsys, tmp_path: Path) ->
 
 
 def test_a_policy_that_invents_numbers_fails_grounding(capsys, tmp_path: Path) -> None:
-    with StubVllmServer(policy=inventing_policy) as url:
-        call = run_eval(capsys, tmp_path, "--live", "--llm-base-url", url)
+    with stub_model(inventing_policy, "inventing") as live:
+        call = run_eval(capsys, tmp_path, *live)
     cases = call.result["cases"]
     assert all(c["scores"]["grounding"] is False for c in cases), [c["id"] for c in cases if c["scores"]["grounding"]]
     assert call.result["summary"]["passed"] == 0

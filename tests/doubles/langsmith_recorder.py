@@ -145,8 +145,10 @@ class _Handler(BaseHTTPRequestHandler):
         method = request.method
         with lock:
             if request.path == "/info":
-                # No batch_ingest_config: the SDK then uses its defaults (multipart run ingestion).
-                return self._reply(200, {"version": "0.0.0-recorder", "instance_flags": {}})
+                # No batch_ingest_config: the SDK then uses its defaults (multipart run ingestion),
+                # compressed with zstd as current LangSmith servers accept it.
+                return self._reply(200, {"version": "0.0.0-recorder",
+                                         "instance_flags": {"zstd_compression_enabled": True}})
             if parts[0] == "datasets":
                 return self._datasets(method, parts, request, state)
             if parts[0] == "examples":
@@ -183,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) == 2 and parts[1] in state.datasets:
             dataset = state.datasets[parts[1]]
             if method == "PATCH":
-                dataset.update(self._json(request) or {})
+                dataset.update({k: v for k, v in (self._json(request) or {}).items() if v is not None})
             dataset["example_count"] = sum(1 for e in state.examples.values() if e["dataset_id"] == dataset["id"])
             return self._reply(200, dataset)
         return self._reply(404, {"detail": "dataset not found"})
@@ -230,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) == 2 and parts[1] in state.sessions:
             session = state.sessions[parts[1]]
             if method == "PATCH":
-                session.update(self._json(request) or {})
+                session.update({k: v for k, v in (self._json(request) or {}).items() if v is not None})
             return self._reply(200, session)
         return self._reply(404, {"detail": "session not found"})
 

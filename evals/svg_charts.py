@@ -162,11 +162,11 @@ def scatter(points: Sequence[Point], *, title: str, x_label: str, y_label: str, 
 
 
 def nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 4, 5, 8 x 10^k at or above ``value`` (axes end on round numbers)."""
+    """The smallest of 1, 2, 4, 6, 8 x 10^k at or above ``value``: an axis with four round ticks."""
     if value <= 0:
         return 1.0
     magnitude = 10 ** math.floor(math.log10(value))
-    return next(step * magnitude for step in (1, 2, 2.5, 4, 5, 8, 10) if step * magnitude >= value)
+    return next(step * magnitude for step in (1, 2, 4, 6, 8, 10) if step * magnitude >= value)
 
 
 def _compact(value: float) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from tests.doubles.stub_vllm import Policy, StubReply, StubToolCall, keyword_policy
+from tests.doubles.stub_vllm import _text_of as _text
 
 _NODE = re.compile(r"\bnode[-_ ]?(\d+)\b", re.IGNORECASE)
 _GPU = re.compile(r"\bgpu[-_ ]?(\d+)\b", re.IGNORECASE)
@@ -45,14 +46,6 @@ WORDS = {
                "nvlink", "pcie", "power", "memory", "ecc", "network", "infiniband", "fall off", "slow", "safe",
                "underperform", "reset", "should i", "do about", "idle", "busy", "responding", "capping"),
 }
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return ""
 
 
 @dataclass

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.diagnosis_builders import NOW, cluster, job, replace_gpu, replace_series
+from tests.diagnosis_builders import NOW, cluster, job, replace_gpu, replace_series, slurm_node
 from gpudoc.tools.diagnosis.engine import analyze
 from gpudoc.tools.diagnosis.findings import Finding
 from gpudoc.tools.models import AlertEvent, ClockEventReason, NetworkPort, XidEvent
@@ -237,6 +237,29 @@ def test_host_down_is_one_node_finding_with_failed_jobs():
 
     assert (result.severity, result.subject, result.rule, result.category) == ("critical", "node-2", "node.host_down", "host")
     assert "jobs ended NODE_FAIL: 1002" in result.evidence
+
+
+def test_a_silent_node_slurm_still_runs_jobs_on_is_not_reporting_telemetry_not_down():
+    facts = cluster()
+    facts.nodes[2] = facts.nodes[2].model_copy(update=dict(reachable=False, gpus=[]))
+    facts.slurm.nodes[2] = facts.slurm.nodes[2].model_copy(update=dict(state=["ALLOCATED"]))
+
+    result = only(analyze(facts))
+
+    assert (result.severity, result.subject, result.rule) == ("warning", "node-2", "node.no_telemetry")
+    assert result.title == "not reporting telemetry; Slurm reports it alloc"
+    assert "Slurm state ALLOCATED (alloc)" in result.evidence[1] and "exporter" in result.action
+
+
+def test_a_slurm_node_without_any_metrics_is_reported_with_its_state():
+    facts = cluster()
+    facts.slurm.nodes.append(slurm_node(7, state=["IDLE"]))
+    facts.slurm.nodes.append(slurm_node(8, state=["DOWN"]))
+
+    found = {f.subject: f for f in analyze(facts)}
+
+    assert (found["node-7"].rule, found["node-7"].severity) == ("node.no_telemetry", "warning")
+    assert (found["node-8"].rule, found["node-8"].severity) == ("node.host_down", "critical")
 
 
 def test_ib_port_down_blames_the_network_not_the_gpus():

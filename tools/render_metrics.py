@@ -46,14 +46,14 @@ def render_cluster_status(status: ClusterStatus) -> dict[str, Any]:
             "mem_total_gb": r1(status.memory_total_gb),
             "slurm": None
             if slurm is None
-            else {
+            else without_none({
                 "nodes": slurm.nodes_total,
                 "cpus_total": slurm.cpus_total,
                 "cpus_alloc": slurm.cpus_alloc,
                 "cpus_idle": slurm.cpus_idle,
                 "jobs_running": slurm.jobs_running,
                 "jobs_pending": slurm.jobs_pending,
-            },
+            }),
             "updated": iso(status.last_updated),
         }
     )

@@ -28,6 +28,7 @@ from gpudoc.tools.models import (
     spec_for_model_name,
 )
 from gpudoc.tools.sources.base import ClusterSource, NotSupportedError, SourceError
+from gpudoc.tools.sources.notes import collecting_notes
 
 HISTORY_MINUTES = 60
 ALERT_HISTORY_LIMIT = 500
@@ -120,15 +121,20 @@ async def _optional(what: str, call: Awaitable[T], limitations: list[str]) -> T 
 
 
 async def gather_facts(source: ClusterSource, history_minutes: int = HISTORY_MINUTES) -> ClusterFacts:
-    """Fetch all facts concurrently. Current metrics are required; the rest degrades to ``None``."""
+    """Fetch all facts concurrently. Current metrics are required; the rest degrades to ``None``.
+
+    What the source noted about degraded values (``sources.notes``) joins the limitations.
+    """
     limitations: list[str] = []
-    nodes, history, slurm, rules, events = await asyncio.gather(
-        source.current_metrics(),
-        _optional("GPU history", source.gpu_history(None, history_minutes), limitations),
-        _optional("Slurm", source.slurm(), limitations),
-        _optional("alert rules", source.alert_rules(), limitations),
-        _optional("alert history", source.alert_history(ALERT_HISTORY_LIMIT), limitations),
-    )
+    with collecting_notes() as notes:
+        nodes, history, slurm, rules, events = await asyncio.gather(
+            source.current_metrics(),
+            _optional("GPU history", source.gpu_history(None, history_minutes), limitations),
+            _optional("Slurm", source.slurm(), limitations),
+            _optional("alert rules", source.alert_rules(), limitations),
+            _optional("alert history", source.alert_history(ALERT_HISTORY_LIMIT), limitations),
+        )
+    limitations.extend(notes.lines)
     limitations.extend(_missing_signals(nodes, slurm))
     return ClusterFacts(
         source=source.name,

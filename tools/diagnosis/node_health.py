@@ -1,5 +1,9 @@
 """Host and node health: unreachable hosts, GPUs that stopped reporting, drained/down Slurm nodes.
 
+Why telemetry and Slurm are read together: a node that sends no telemetry is a host down when
+Slurm agrees (DOWN, not responding), but a monitoring fault when Slurm still runs jobs on it
+(the exporter died or its scrape fails): same silence, another place to look.
+
 Why the drain reason matters: Slurm writes specific reasons itself (domain.md §4) and each points
 somewhere different: "Not responding" at the host, "Kill task failed" at processes stuck on a
 hung GPU (often GSP), "gres/gpu count too low" at a GPU that vanished from the bus.
@@ -26,7 +30,10 @@ def analyze_node_health(facts: ClusterFacts) -> list[Finding]:
     for node in facts.nodes:
         slurm_node = facts.slurm_node(node.node_id, node.hostname)
         if not node.reachable:
-            findings.append(_host_down(facts, node, slurm_node))
+            if slurm_node is not None and not slurm_node.is_down:
+                findings.append(_no_telemetry(facts.collected_at, node.node_id, node.hostname, slurm_node))
+            else:
+                findings.append(_host_down(facts, node, slurm_node))
             continue
         findings.extend(_stale_gpus(facts.collected_at, node))
         if slurm_node is not None:
@@ -51,8 +58,7 @@ def _slurm_text(slurm_node: SlurmNode, now: datetime) -> str:
 
 def _host_down(facts: ClusterFacts, node: NodeMetrics, slurm_node: SlurmNode | None) -> Finding:
     now = facts.collected_at
-    evidence = [f"no metrics from {node.hostname}: all {len(node.gpus) or 'its'} GPU series absent; "
-                f"last report {node.timestamp:%H:%M:%S}Z"]
+    evidence = [f"not reporting telemetry: no GPU series from {node.hostname} as of {node.timestamp:%H:%M:%S}Z"]
     if slurm_node is not None:
         evidence.append(_slurm_text(slurm_node, now))
     failed = [j.job_id for j in facts.jobs if j.state == "NODE_FAIL" and node.node_id in
@@ -63,6 +69,16 @@ def _host_down(facts: ClusterFacts, node: NodeMetrics, slurm_node: SlurmNode | N
         "node.host_down", "critical", node.node_id, "host down: node stopped reporting", evidence,
         "the host crashed, lost power or network (kernel panic, PSU, BMC, switch port)",
         "check the BMC/IPMI console and power; reboot the node; resume it in Slurm once healthy and requeue jobs",
+    )
+
+
+def _no_telemetry(now: datetime, node_id: str, hostname: str, slurm_node: SlurmNode) -> Finding:
+    return finding(
+        "node.no_telemetry", "warning", node_id, f"not reporting telemetry; Slurm reports it {slurm_node.sinfo_state}",
+        [f"no GPU series from {hostname} as of {now:%H:%M:%S}Z", _slurm_text(slurm_node, now)],
+        "the node's GPU exporter stopped or cannot be scraped, while slurmd still answers: its GPUs go unwatched",
+        "check the exporter on the node (systemctl status dcgm-exporter; curl http://NODE:9400/metrics) and the "
+        "collector's scrape target for it; until it reports, check the node's GPUs by hand (nvidia-smi)",
     )
 
 
@@ -130,7 +146,7 @@ def _drain_meaning(reason: str) -> tuple[str, str]:
 
 
 def _unknown_to_metrics(facts: ClusterFacts) -> list[Finding]:
-    """Slurm nodes that are down but for which no metrics exist at all (no exporter on them)."""
+    """Slurm nodes for which no metrics exist at all (host down, or no exporter on them)."""
     if facts.slurm is None:
         return []
     known = {n.node_id for n in facts.nodes} | {n.hostname for n in facts.nodes}
@@ -139,6 +155,8 @@ def _unknown_to_metrics(facts: ClusterFacts) -> list[Finding]:
                 [_slurm_text(slurm_node, facts.collected_at)],
                 "the host is down or its exporters are not deployed",
                 "check the host's BMC/console; deploy dcgm-exporter if it is missing")
+        if slurm_node.is_down
+        else _no_telemetry(facts.collected_at, slurm_node.name, slurm_node.name, slurm_node)
         for slurm_node in facts.slurm.nodes
-        if slurm_node.name not in known and slurm_node.is_down
+        if slurm_node.name not in known
     ]

@@ -57,6 +57,7 @@ RULES: dict[str, RuleInfo] = {
     "gpu.application_xid": RuleInfo("application", "application"),
     # hosts
     "node.host_down": RuleInfo("host", "host"),
+    "node.no_telemetry": RuleInfo("host", "host"),
     "node.slurm_not_responding": RuleInfo("host", "host"),
     "node.gres_count_low": RuleInfo("node_state", "host", supporting=True),
     # jobs waiting on a drained node say more than the drain alone, so it absorbs the drain

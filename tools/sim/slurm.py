@@ -75,13 +75,26 @@ class SlurmView:
             exit_code=job.exit_code if ended else None,
         )
 
+    def queue(self, t: float) -> QueueCounts:
+        """The queue counts at ``t`` (jobs submitted by then), without building the job list."""
+        states = [j.state_at(t) for j in self.plan.jobs if j.submit <= t]
+        return QueueCounts(
+            pending=states.count("PENDING"), running=states.count("RUNNING"), completed=states.count("COMPLETED"),
+            failed=sum(state in _FAILED for state in states), cancelled=states.count("CANCELLED"),
+        )
+
+    def alert_readings(self, t: float) -> dict[str, float]:
+        """GPU Watchdog's whole-cluster alert metrics at ``t``."""
+        queue = self.queue(t)
+        return {
+            "slurm_cpus_alloc": float(sum(self.node(n, t).cpus_alloc for n in range(self.topo.nodes))),
+            "slurm_queue_pending": float(queue.pending),
+            "slurm_queue_running": float(queue.running),
+        }
+
     def snapshot(self, t: float, now: datetime) -> SlurmSnapshot:
         jobs = [self.job(j, t) for j in sorted(self.plan.jobs, key=lambda j: int(j.job_id)) if j.submit <= t]
-        queue = QueueCounts(
-            pending=sum(j.state == "PENDING" for j in jobs), running=sum(j.state == "RUNNING" for j in jobs),
-            completed=sum(j.state == "COMPLETED" for j in jobs), failed=sum(j.state in _FAILED for j in jobs),
-            cancelled=sum(j.state == "CANCELLED" for j in jobs),
-        )
+        queue = self.queue(t)
         partitions = [
             SlurmPartition(name=name, nodes=[node_id(n) for n in members], total_gpus=len(members) * self.topo.gpus_per_node,
                            max_time_minutes=PARTITION_MAX_MINUTES[name])

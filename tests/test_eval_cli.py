@@ -3,12 +3,14 @@ and the comparison notebook over two result files."""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import pytest
 
 from gpudoc.evals.judge import parse_verdict
+from gpudoc.evals.progress import ProgressBar
 from tests.doubles.eval_policies import fixed_tool_policy
 from tests.doubles.stub_vllm import StubReply, StubVllmServer
 from tests.eval_runs import run_eval, stub_model
@@ -31,11 +33,32 @@ def test_list_shows_the_selected_cases(capsys, tmp_path):
     (["--temperature", "0.6"], "apply to --live and --record"),
     (["--recording", "/nonexistent/recording"], "holds no recording (recording.json missing)"),
     (["--min-pass-rate", "2"], "--min-pass-rate must be between 0 and 1"),
+    (["--concurrency", "4"], "--concurrency applies to --live"),
+    (["--live", "--stub", "--llm-base-url", "http://x/v1"], "leave out --llm-base-url"),
     (["--suite", "/nonexistent"], "no suite files"),
 ])
 def test_mistakes_are_one_clear_line(capsys, tmp_path, args, message):
     call = run_eval(capsys, tmp_path, *args)
     assert call.code == 2 and message in call.err and "Traceback" not in call.err
+
+
+def test_out_of_range_sampling_is_refused_by_the_parser(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        run_eval(capsys, tmp_path, "--live", "--temperature", "7")
+    assert exit_.value.code == 2 and "7 is out of range; use 0..2" in capsys.readouterr().err
+
+
+def test_the_progress_bar_draws_one_line_in_place():
+    stream = io.StringIO()
+    bar = ProgressBar(2, stream=stream, enabled=True, width=10)
+    bar.advance("first-case", True)
+    bar.advance("second-case", False)
+    bar.close()
+    drawn = stream.getvalue()
+    assert "\r[#####.....] 1/2 1 passed" in drawn and "\r[##########] 2/2 1 passed" in drawn and "\n" not in drawn
+    silent = io.StringIO()
+    ProgressBar(2, stream=silent).advance("x", True)  # not a terminal: nothing
+    assert silent.getvalue() == ""
 
 
 def test_live_without_a_model_says_so_before_running(capsys, tmp_path):

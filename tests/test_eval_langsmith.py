@@ -76,3 +76,12 @@ def test_an_unreachable_langsmith_fails_before_the_run(capsys, tmp_path, langsmi
                     "--case", CASES[0])
     assert call.code == 2 and call.result is None
     assert "gpudoc: error: LangSmith at http://127.0.0.1:" in call.err
+
+
+def test_without_the_flag_a_run_is_not_traced_even_when_tracing_is_on(capsys, tmp_path, langsmith_env, monkeypatch):
+    with LangSmithRecorder() as recorder:
+        monkeypatch.setenv("LANGSMITH_TRACING", "true")
+        monkeypatch.setenv("LANGSMITH_ENDPOINT", recorder.url)
+        call = run_eval(capsys, tmp_path, "--live", "--stub", "--case", CASES[0])
+    assert call.code == 0 and call.case(CASES[0])["passed"]
+    assert recorder.state.requests == []  # nothing sent (nor, in a replay or a recording, put on a cassette)

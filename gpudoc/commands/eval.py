@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+from langsmith import tracing_context
+
 from gpudoc.cli import CliError
 from gpudoc.commands.common import add_llm_arguments, int_in_range
 from gpudoc.config import Settings, load_settings
@@ -58,11 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     picks.add_argument("--suite", type=Path, default=SUITE_DIR, metavar="DIR", help="directory of suite YAML files")
     picks.add_argument("--list", action="store_true", help="list the selected cases and exit")
     sampling = parser.add_argument_group("sampling (--live, --record)")
-    sampling.add_argument("--temperature", type=float, default=None, help="default: $LLM_TEMPERATURE")
-    sampling.add_argument("--top-p", type=float, default=None, help="default: the server's")
+    sampling.add_argument("--temperature", type=_number_in(0.0, 2.0), default=None,
+                          help="0..2 (default: $LLM_TEMPERATURE)")
+    sampling.add_argument("--top-p", type=_number_in(0.01, 1.0), default=None, help="0.01..1 (default: the server's)")
     sampling.add_argument("--no-thinking", action="store_true", help="send enable_thinking=false")
     sampling.add_argument("--concurrency", type=int_in_range(1, 64), default=1,
-                          help="cases at once with --live (1..64, default 1; latency is per case either way)")
+                          help="cases at once with --live (1..64, default 1); latency then includes waiting "
+                               "on the server")
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true", help="print the result as JSON (cases with their scores, summary)")
     output.add_argument("--out", type=Path, metavar="FILE.json", help="also write the JSON result to FILE")
@@ -84,6 +88,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _number_in(low: float, high: float) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range; use {low:g}..{high:g}")
+        return value
+
+    return parse
+
+
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.min_pass_rate <= 1:
         raise CliError(f"--min-pass-rate must be between 0 and 1, got {args.min_pass_rate}")
@@ -100,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     if not live and (args.temperature is not None or args.top_p is not None or args.no_thinking or args.stub):
         raise CliError("--temperature, --top-p, --no-thinking and --stub apply to --live and --record; "
                        "a replay answers what was recorded")
+    if args.stub and args.llm_base_url:
+        raise CliError("--stub starts its own endpoint; leave out --llm-base-url (or --stub)")
+    if args.concurrency > 1 and not args.live:
+        raise CliError("--concurrency applies to --live (recording and replay run one case at a time)")
     with _agent_log(quiet=not args.verbose):
         result = asyncio.run(_evaluate(args, suite, cases))
     _print(result, as_json=args.json)
@@ -223,8 +244,12 @@ async def _run(args: argparse.Namespace, plan: RunPlan, suite: list[EvalCase], c
         plan.passthrough = (experiment.api_origin,)
     progress = ProgressBar(len(cases), enabled=False if args.no_progress else None)
     plan.on_case = lambda outcome: progress.advance(outcome.id, outcome.passed)
+    # Traced only with --langsmith: ambient LANGSMITH_TRACING would send the agent's runs to some
+    # project, and while a cassette is in use that traffic would be replayed or recorded with it.
+    tracing = contextlib.nullcontext() if experiment else tracing_context(enabled=False)
     try:
-        result = await run_suite(cases, plan, suite_cases=len(suite))
+        with tracing:
+            result = await run_suite(cases, plan, suite_cases=len(suite))
     finally:
         progress.close()
     if plan.judge is not None:

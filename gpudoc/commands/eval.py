@@ -25,7 +25,7 @@ from typing import Any, Iterator
 from langsmith import tracing_context
 
 from gpudoc.cli import CliError
-from gpudoc.commands.common import add_llm_arguments, int_in_range
+from gpudoc.commands.common import add_llm_arguments, float_in_range, int_in_range
 from gpudoc.config import Settings, load_settings
 from gpudoc.evals.agent_turns import Sampling, probe_model
 from gpudoc.evals.cases import SUITE_DIR, EvalCase, SuiteError, load_suite, select
@@ -60,9 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     picks.add_argument("--suite", type=Path, default=SUITE_DIR, metavar="DIR", help="directory of suite YAML files")
     picks.add_argument("--list", action="store_true", help="list the selected cases and exit")
     sampling = parser.add_argument_group("sampling (--live, --record)")
-    sampling.add_argument("--temperature", type=_number_in(0.0, 2.0), default=None,
+    sampling.add_argument("--temperature", type=float_in_range(0.0, 2.0), default=None,
                           help="0..2 (default: $LLM_TEMPERATURE)")
-    sampling.add_argument("--top-p", type=_number_in(0.01, 1.0), default=None, help="0.01..1 (default: the server's)")
+    sampling.add_argument("--top-p", type=float_in_range(0.01, 1.0), default=None, help="0.01..1 (default: the server's)")
     sampling.add_argument("--no-thinking", action="store_true", help="send enable_thinking=false")
     sampling.add_argument("--concurrency", type=int_in_range(1, 64), default=1,
                           help="cases at once with --live (1..64, default 1); latency then includes waiting "
@@ -86,19 +86,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extras.add_argument("--langsmith-endpoint", help="LangSmith API URL (default: $LANGSMITH_ENDPOINT)")
     extras.add_argument("--langsmith-dataset", default="gpudoc-eval", help="dataset holding the suite")
     parser.set_defaults(func=run)
-
-
-def _number_in(low: float, high: float) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value:g} is out of range; use {low:g}..{high:g}")
-        return value
-
-    return parse
 
 
 def run(args: argparse.Namespace) -> int:

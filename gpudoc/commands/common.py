@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from gpudoc.cli import CliError
 from gpudoc.config import Settings
@@ -19,14 +20,22 @@ MIN_NODES, MAX_NODES = 1, 1024
 def int_in_range(low: int, high: int) -> Callable[[str], int]:
     """An argparse ``type`` that rejects out-of-range numbers at parse time, with the range in the
     message, rather than letting them reach a model validator (or the OS) further down."""
+    return _in_range(low, high, int, "integer")
 
-    def parse(text: str) -> int:
+
+def float_in_range(low: float, high: float) -> Callable[[str], float]:
+    """Like ``int_in_range``, for decimal numbers (sampling temperature, top_p)."""
+    return _in_range(low, high, float, "number")
+
+
+def _in_range(low: Any, high: Any, kind: Callable[[str], Any], noun: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+            raise argparse.ArgumentTypeError(f"invalid {noun}: {text!r}") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range; use {low}..{high}")
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range; use {low:g}..{high:g}")
         return value
 
     return parse

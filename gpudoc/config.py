@@ -22,6 +22,7 @@ from gpudoc.tools.sources.factory import (
     SIM_NODES_MAX,
     SIM_NODES_MIN,
     GpuModelName,
+    SlurmMode,
     SourceName,
     SourceOptions,
 )
@@ -116,6 +117,24 @@ class Settings(BaseSettings):
                         ge=SIM_NODES_MIN, le=SIM_NODES_MAX, help="simulated nodes, 8 GPUs each")
     gpu_model: GpuModelName = option(_SOURCE_DEFAULTS.gpu_model, env="GPUDOC_SIM_GPU_MODEL", flag="--gpu-model",
                                      group=SOURCE_GROUP, help="simulated GPU model")
+
+    # Where scheduler facts come from with --source watchdog/prometheus (the simulator has its
+    # own Slurm): slurmrestd ("rest", the default when SLURMRESTD_URL is set), the Slurm
+    # commands on this host ("cli"), or none.
+    slurm: SlurmMode | None = option(
+        None, env="GPUDOC_SLURM", flag="--slurm", group=SOURCE_GROUP,
+        help="scheduler facts for a telemetry --source (not sim): slurmrestd (rest), the Slurm commands on "
+             "this host (cli) or none; unset: rest when SLURMRESTD_URL is set",
+    )
+    slurmrestd_url: str | None = option(None, env="SLURMRESTD_URL", flag="--slurmrestd-url", group=SOURCE_GROUP,
+                                        metavar="URL", help="slurmrestd base URL for --slurm rest")
+    slurm_user: str | None = option(None, env="SLURM_USER", help="user name sent to slurmrestd with the token")
+    slurm_jwt: str | None = option(None, env="SLURM_JWT", repr=False, help="slurmrestd JWT (auth/jwt)")
+    slurm_jwt_file: Path | None = option(None, env="SLURM_JWT_FILE", help="file holding the slurmrestd JWT")
+    slurmrestd_version: str | None = option(None, env="SLURMRESTD_VERSION",
+                                            help="slurmrestd API version to use (default: detected)")
+    slurm_timeout_s: float = option(_SOURCE_DEFAULTS.slurm_timeout_s, env="SLURM_TIMEOUT_S", gt=0,
+                                    help="seconds one Slurm request may take")
 
     # Conversations and the server.
     db_path: Path = option(Path("gpudoc-threads.sqlite"), env="GPUDOC_DB_PATH", flag="--db-path",

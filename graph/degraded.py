@@ -152,7 +152,7 @@ def _cluster_lines(status: ClusterStatus) -> str:
         f"{status.avg_utilization_pct:.1f} %, average temperature {status.avg_temperature_c:.1f} °C, "
         f"GPU memory {status.memory_used_gb:.0f} of {status.memory_total_gb:.0f} GB in use"
     )
-    if status.slurm:
+    if status.slurm and status.slurm.jobs_running is not None and status.slurm.jobs_pending is not None:
         line += f"; Slurm: {status.slurm.jobs_running} jobs running, {status.slurm.jobs_pending} pending"
     return line + ".\n"
 

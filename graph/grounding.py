@@ -104,6 +104,7 @@ class Quantity:
     written: str = ""
     limit: bool = False  # a threshold (slowdown, power limit), not a reading
     job: str | None = None  # the Slurm job it is about
+    every_gpu: bool = False  # a node's value that holds for each of its GPUs (same_for_all_gpus)
 
     @property
     def subject(self) -> str | None:
@@ -192,13 +193,24 @@ def stated_quantities(text: str, *, node: str | None = None, gpu: int | None = N
         blanked = _blank(line)
         for match in _NUMBER.finditer(blanked):
             quantity = _quantity(match.group(0), blanked, match.start(), match.end(), line,
-                                 _last_before(nodes_in_line, match.start()) or context_node,
+                                 _subject_node(nodes_in_line, blanked, match.start()) or context_node,
                                  _last_before(gpus_in_line, match.start(), gpu))
             job = _last_before(jobs_in_line, match.start())
             found.append(replace(quantity, job=job) if job else quantity)
         if nodes_in_line and nodes_in_line[-1][1] != CLUSTER:
             context_node = nodes_in_line[-1][1]
     return found
+
+
+def _subject_node(mentions: list[tuple[int, str]], blanked: str, position: int) -> str | None:
+    """The node a number is said of: the last node named before it on its line; "the cluster" only
+    within the same clause ("cluster median 0; hottest 33 °C" says 33 °C of no particular node)."""
+    for start, node in reversed([(s, n) for s, n in mentions if s < position]):
+        if node != CLUSTER:
+            return node
+        if not re.search(r"[;.]\s", blanked[start:position]):
+            return CLUSTER
+    return None
 
 
 def _last_before(mentions: list[tuple[int, Any]], position: int, default: Any = None) -> Any:
@@ -308,7 +320,8 @@ def _walk(item: Any, keys: tuple[str, ...], node: str | None, gpu: int | None,
         yield Quantity(value=Decimal(str(item)), unit=unit[0] if unit else "count",
                        scale=unit[1] if unit else 1.0, node=node, gpu=gpu,
                        counted=keys[-1] if keys and not unit else None, written=str(item),
-                       limit=any(marker in key for key in keys for marker in _LIMIT_KEYS), job=job)
+                       limit=any(marker in key for key in keys for marker in _LIMIT_KEYS), job=job,
+                       every_gpu=any(key.startswith("same_for_all") for key in keys))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,6 +341,8 @@ def _same_subject(stated: Quantity, known: Quantity) -> bool:
         return False  # a job's numbers are about that job, not about a GPU or another job
     if stated.node == CLUSTER:
         return known.node is None
+    if stated.gpu is not None and known.gpu is None and known.node and not (known.limit or known.every_gpu):
+        return False  # a node's aggregate (its average, its maximum) is not a reading of one GPU
     if stated.node and known.node and stated.node != known.node:
         return False
     return not (stated.gpu is not None and known.gpu is not None and stated.gpu != known.gpu)

@@ -26,9 +26,9 @@ import pytest
 
 from tests.doubles import stub_vllm
 from tests.doubles.stub_vllm import PLANNING_TEXT, StubReply, StubVllmServer, keyword_policy, planning_text_policy
+from tests.services.chromium import browser_page, chromium_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 GPUDOC = Path(sys.executable).parent / "gpudoc"  # the installed command, as an operator runs it
 ARTIFACTS = REPO / "artifacts"
 SERVE_URL = re.compile(r"chat page on (http://\S+?)/ ")
@@ -209,34 +209,6 @@ def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatc
 # ------------------------------------------------------------------------------------------------
 # The chat page in headless Chromium
 # ------------------------------------------------------------------------------------------------
-
-
-def chromium_or_skip() -> Path:
-    if CHROMIUM.exists():
-        return CHROMIUM
-    if os.environ.get("GPUDOC_REQUIRE_BROWSER"):
-        pytest.fail(f"{CHROMIUM} is missing and GPUDOC_REQUIRE_BROWSER is set: apt-get install chromium")
-    pytest.skip(f"the browser test drives Debian's Chromium at {CHROMIUM}; install it with `apt-get install chromium`")
-
-
-@contextmanager
-def browser_page() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    executable = chromium_or_skip()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(executable),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1180, "height": 1300})
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.errors = errors
-            yield page
-        finally:
-            browser.close()
 
 
 def ask_on_page(page: Any, question: str) -> None:

@@ -20,7 +20,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ValidationError
 
 from gpudoc.tools.capabilities import ToolCapabilities
-from gpudoc.tools.compact import dumps
+from gpudoc.tools.compact import NOTES_KEY, dumps
 from gpudoc.tools.diagnosis.engine import diagnose
 from gpudoc.tools.render_alerts import render_alert_history, render_alerts
 from gpudoc.tools.render_diagnosis import render_diagnosis
@@ -37,6 +37,7 @@ from gpudoc.tools.sources.base import (
     SourceError,
     UnknownNodeError,
 )
+from gpudoc.tools.sources.notes import collecting_notes
 from gpudoc.tools.summaries import render_all_nodes_history, render_node_history
 from gpudoc.tools.tool_schemas import (
     ALERT_HISTORY_LIMIT_MAX,
@@ -177,12 +178,15 @@ def _error_message(tool_name: str, error: SourceError) -> str:
 
 
 def _guarded(tool_name: str, run: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[str]]:
-    """Run a tool body, serialise its result, and turn failures into ``ToolException`` messages."""
+    """Run a tool body, serialise its result with the source's notes about its facts
+    (``source_notes``), and turn failures into ``ToolException`` messages."""
 
     @functools.wraps(run)
     async def call(**arguments: Any) -> str:
         try:
-            return dumps(await run(**arguments))
+            with collecting_notes() as notes:
+                result = await run(**arguments)
+            return dumps({**result, NOTES_KEY: notes.lines} if notes else result)
         except SourceError as error:
             raise ToolException(_error_message(tool_name, error)) from error
         except ValidationError as error:
@@ -262,6 +266,8 @@ def build_cluster_tools(source: ClusterSource) -> list[BaseTool]:
         if snapshot is None:
             return {"jobs": None, "note": "this cluster reports no Slurm scheduler"}
         if snapshot.jobs is None:
+            if snapshot.notes:  # Slurm has a job list but could not give it now (source_notes say why)
+                return {"jobs": None, "note": "Slurm's job list could not be read just now"}
             return {
                 "jobs": None,
                 "note": f"the '{source.name}' source does not provide a Slurm job list; "

@@ -46,14 +46,14 @@ def render_cluster_status(status: ClusterStatus) -> dict[str, Any]:
             "mem_total_gb": r1(status.memory_total_gb),
             "slurm": None
             if slurm is None
-            else {
+            else without_none({
                 "nodes": slurm.nodes_total,
                 "cpus_total": slurm.cpus_total,
                 "cpus_alloc": slurm.cpus_alloc,
                 "cpus_idle": slurm.cpus_idle,
                 "jobs_running": slurm.jobs_running,
                 "jobs_pending": slurm.jobs_pending,
-            },
+            }),
             "updated": iso(status.last_updated),
         }
     )
@@ -290,11 +290,13 @@ def gpu_details(gpu: GpuMetrics, node_model: str | None) -> dict[str, Any]:
 
 
 def slurm_node_for(node: NodeMetrics, slurm_nodes: Sequence[SlurmNode]) -> SlurmNode | None:
-    """The Slurm node of a metrics node: Slurm names nodes by node id or by hostname."""
+    """The Slurm node of a metrics node: Slurm names nodes by node id or by hostname, or gives
+    the hostname as NodeHostname (only when one Slurm node has it: several slurmd may share a host)."""
     for candidate in slurm_nodes:
         if candidate.name in (node.node_id, node.hostname):
             return candidate
-    return None
+    by_host = [c for c in slurm_nodes if c.hostname is not None and c.hostname in (node.node_id, node.hostname)]
+    return by_host[0] if len(by_host) == 1 else None
 
 
 def render_slurm_node(slurm_node: SlurmNode) -> dict[str, Any]:
@@ -304,6 +306,7 @@ def render_slurm_node(slurm_node: SlurmNode) -> dict[str, Any]:
             "sinfo": slurm_node.sinfo_state,
             "reason": free_text(slurm_node.reason),
             "reason_since": iso(slurm_node.reason_set_at),
+            "reason_by": slurm_node.reason_set_by,
             "gpus_total": slurm_node.gpus_total,
             "gpus_alloc": slurm_node.gpus_alloc,
             "cpus_alloc": slurm_node.cpus_alloc,

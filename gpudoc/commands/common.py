@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from gpudoc.cli import CliError
 from gpudoc.commands.options import add_option_groups, number_in_range
@@ -16,6 +17,11 @@ from gpudoc.tools.sources.factory import SourceOptions, open_source
 def int_in_range(low: int, high: int) -> Callable[[str], int]:
     """An argparse ``type`` that rejects out-of-range integers at parse time, with the range in the message."""
     return number_in_range(int, low, high)
+
+
+def float_in_range(low: float, high: float) -> Callable[[str], float]:
+    """Like ``int_in_range``, for decimal numbers."""
+    return number_in_range(float, low, high)
 
 
 def add_listen_arguments(parser: argparse.ArgumentParser, *, default_port: int) -> None:

@@ -22,11 +22,13 @@ from gpudoc.tools.sources.factory import open_source
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sim",
-        help="serve the simulated cluster as the GPU Watchdog API (+ /metrics)",
+        help="serve the simulated cluster as the GPU Watchdog backend (+ exporter pages)",
         description=(
-            "Serve the simulated cluster as the GPU Watchdog REST API (/api/...) and as "
-            "DCGM-exporter Prometheus metrics (/metrics). Point `--source watchdog "
-            "--backend-url http://HOST:PORT` or a GPU Watchdog frontend at it."
+            "Serve the simulated cluster as the GPU Watchdog backend (/api/..., /health), with the "
+            "exporter pages its collector scrapes (/metrics/gpu/<host>/metrics, /metrics/slurm/metrics) "
+            "and DCGM-exporter Prometheus metrics for the whole cluster (/metrics). Point `--source "
+            "watchdog --backend-url http://HOST:PORT`, a GPU Watchdog frontend or its backend's "
+            "collector at it."
         ),
     )
     add_listen_arguments(parser, default_port=3001)
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             "drop --source (or use --source sim) and point watchdog clients at this server."
         )
     try:
-        options = settings_from_args(args).source_options(realtime=True).model_copy(update={"source": "sim"})
+        options = settings_from_args(args).source_options(realtime=True).model_copy(update={"source": "sim", "slurm": None})
         source = open_source(options)
         placed = [parse_scenario(spec, options.nodes) for spec in options.scenarios]
     except ValueError as exc:
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"gpudoc sim: serving {options.nodes} simulated {options.gpu_model} nodes (seed "
         f"{options.seed}) as the GPU Watchdog API on http://{url_host(host)}:{port} "
-        f"(Prometheus metrics at /metrics); scenarios: {scenarios or 'none (a healthy cluster)'}",
+        f"(exporter pages at /metrics/gpu/<host>/metrics and /metrics/slurm/metrics, the whole cluster at "
+        f"/metrics); scenarios: {scenarios or 'none (a healthy cluster)'}",
         flush=True,
     )
     server = uvicorn.Server(

@@ -475,7 +475,9 @@
     try {
       const response = await authorisedFetch("api/agent/health", { method: "GET" });
       const health = await response.json();
-      if (health.available) {
+      // `available` says whether the chat answers (it does without a model too); `llmAvailable`
+      // whether the language model does.
+      if (health.llmAvailable ?? health.available) {
         pill.className = "pill pill-ok";
         pill.textContent = health.model || "model ready";
         pill.title = "Language model: " + (health.model || "available");

@@ -28,6 +28,7 @@ from gpudoc.tools.models import (
     spec_for_model_name,
 )
 from gpudoc.tools.sources.base import ClusterSource, NotSupportedError, SourceError
+from gpudoc.tools.sources.notes import collecting_notes
 
 HISTORY_MINUTES = 60
 ALERT_HISTORY_LIMIT = 500
@@ -61,13 +62,17 @@ class ClusterFacts(BaseModel):
         for node in self.slurm.nodes:
             if node.name in (node_id, hostname):
                 return node
-        return None
+        by_host = [n for n in self.slurm.nodes if n.hostname is not None and n.hostname in (node_id, hostname)]
+        return by_host[0] if len(by_host) == 1 else None  # several slurmd may share one host
 
     def node_id_for_slurm_name(self, name: str) -> str:
         """Slurm may know a node by its hostname; findings always use the metrics node id."""
         for node in self.nodes:
             if name in (node.node_id, node.hostname):
                 return node.node_id
+        slurm = next((n for n in self.slurm.nodes if n.name == name), None) if self.slurm else None
+        if slurm is not None and slurm.hostname is not None and self.slurm_node(slurm.hostname) is slurm:
+            return next((n.node_id for n in self.nodes if slurm.hostname in (n.node_id, n.hostname)), name)
         return name
 
     @property
@@ -120,15 +125,20 @@ async def _optional(what: str, call: Awaitable[T], limitations: list[str]) -> T 
 
 
 async def gather_facts(source: ClusterSource, history_minutes: int = HISTORY_MINUTES) -> ClusterFacts:
-    """Fetch all facts concurrently. Current metrics are required; the rest degrades to ``None``."""
+    """Fetch all facts concurrently. Current metrics are required; the rest degrades to ``None``.
+
+    What the source noted about degraded values (``sources.notes``) joins the limitations.
+    """
     limitations: list[str] = []
-    nodes, history, slurm, rules, events = await asyncio.gather(
-        source.current_metrics(),
-        _optional("GPU history", source.gpu_history(None, history_minutes), limitations),
-        _optional("Slurm", source.slurm(), limitations),
-        _optional("alert rules", source.alert_rules(), limitations),
-        _optional("alert history", source.alert_history(ALERT_HISTORY_LIMIT), limitations),
-    )
+    with collecting_notes() as notes:
+        nodes, history, slurm, rules, events = await asyncio.gather(
+            source.current_metrics(),
+            _optional("GPU history", source.gpu_history(None, history_minutes), limitations),
+            _optional("Slurm", source.slurm(), limitations),
+            _optional("alert rules", source.alert_rules(), limitations),
+            _optional("alert history", source.alert_history(ALERT_HISTORY_LIMIT), limitations),
+        )
+    limitations.extend(notes.lines)
     limitations.extend(_missing_signals(nodes, slurm))
     return ClusterFacts(
         source=source.name,

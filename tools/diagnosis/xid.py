@@ -83,8 +83,12 @@ def _describe(events: list[XidEvent]) -> str:
     count = f" x{len(events)}" if len(events) > 1 else ""
     jobs = sorted({e.job_id for e in events if e.job_id})
     job_text = f" in job {', '.join(jobs)}" if jobs else ""
-    meaning = XID_TABLE[xid].meaning if xid in XID_TABLE else _other_meaning(xid)
-    return f"XID {xid}{count} ({meaning}), last at {last.timestamp:%Y-%m-%d %H:%M:%S}Z{job_text}"
+    return f"XID {xid}{count} ({xid_meaning(xid)}), last at {last.timestamp:%Y-%m-%d %H:%M:%S}Z{job_text}"
+
+
+def xid_meaning(xid: int) -> str:
+    """What an XID means, in a few words (NVIDIA's catalogue, domain.md §2)."""
+    return XID_TABLE[xid].meaning if xid in XID_TABLE else _other_meaning(xid)
 
 
 def _other_meaning(xid: int) -> str:

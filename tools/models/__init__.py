@@ -29,8 +29,10 @@ from gpudoc.tools.models.gpu import (
 from gpudoc.tools.models.nodes import NetworkPort, NodeMetrics
 from gpudoc.tools.models.slurm import (
     SLURM_BASE_STATES,
+    SLURM_NODE_FLAGS,
     JobState,
     QueueCounts,
+    SchedulerHealth,
     SlurmJob,
     SlurmNode,
     SlurmPartition,
@@ -40,6 +42,7 @@ from gpudoc.tools.models.text import MAX_CLUSTER_TEXT_CHARS, ClusterText, clean_
 
 __all__ = [
     "A100_80GB", "GPU_MODELS", "H100_80GB", "MAX_CLUSTER_TEXT_CHARS", "SLURM_BASE_STATES",
+    "SLURM_NODE_FLAGS", "SchedulerHealth",
     "AlertCondition", "AlertEvent", "AlertRule", "ClockEventReason", "ClusterStatus", "ClusterText",
     "GpuMetrics", "GpuModelSpec", "GpuSample", "GpuSeries", "JobState", "Model", "NetworkPort",
     "NodeMetrics", "QueueCounts", "SlurmJob", "SlurmNode", "SlurmPartition", "SlurmSnapshot",

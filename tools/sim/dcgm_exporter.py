@@ -7,7 +7,9 @@ will meet on real clusters (domain.md §1). Only values a node actually reports 
 as series vanish when a GPU falls off the bus or a host goes down.
 
 One endpoint covers the whole cluster, so every sample carries ``Hostname`` (InfiniBand samples
-too, where node_exporter would rely on the scrape's ``instance`` label).
+too, where node_exporter would rely on the scrape's ``instance`` label); ``render_node_dcgm_metrics``
+is one node's page. Samples also carry ``gpu_name`` (the model, spaces as underscores) and
+``DCGM_FI_DEV_FB_TOTAL`` is written, because GPU Watchdog's collector reads those.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ GPU_METRICS: tuple[GpuMetricDef, ...] = (
     GpuMetricDef("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered.", lambda g: g.last_xid),
     GpuMetricDef("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).", _fb_free),
     GpuMetricDef("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", lambda g: g.memory_used_mib),
+    GpuMetricDef("DCGM_FI_DEV_FB_TOTAL", "gauge", "Framebuffer memory total (in MiB).", lambda g: g.memory_total_mib),
     GpuMetricDef(
         "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "counter",
         "Number of remapped rows for correctable errors", lambda g: g.correctable_remapped_rows,
@@ -116,6 +119,12 @@ def render_dcgm_metrics(nodes: list[NodeMetrics]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+def render_node_dcgm_metrics(node: NodeMetrics) -> str:
+    """One node's exporter page, as dcgm-exporter on that host serves it: its GPUs only (the
+    InfiniBand ports are node_exporter's)."""
+    return render_dcgm_metrics([node.model_copy(update={"network": None})])
+
+
 def gpu_labels(node: NodeMetrics, gpu: GpuMetrics) -> dict[str, str]:
     """DCGM exporter's labels, in its order; a label whose value is unknown is left out."""
     labels = {
@@ -127,6 +136,7 @@ def gpu_labels(node: NodeMetrics, gpu: GpuMetrics) -> dict[str, str]:
         "Hostname": node.hostname,
         "DCGM_FI_DRIVER_VERSION": node.driver_version,
         "hpc_job": gpu.job_id,
+        "gpu_name": gpu.model.replace(" ", "_"),  # the label GPU Watchdog's collector reads
     }
     return {key: value for key, value in labels.items() if value is not None}
 

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     llm_max_retries: int = option(1, env="LLM_MAX_RETRIES", ge=0, le=10, help="retries of a failed model call")
     llm_context_tokens: int = option(65536, env="LLM_CONTEXT_TOKENS", ge=4096,
                                      help="the model's context window (vLLM --max-model-len)")
+    stream_flush_ms: float = option(30.0, env="GPUDOC_STREAM_FLUSH_MS", ge=0, le=1000,
+                                    help="longest wait before streamed tokens are passed on together, in ms "
+                                         "(0: only tokens that arrived together)")
     llm_enable_thinking: bool = option(True, env="LLM_ENABLE_THINKING", flag="--thinking", group=LLM_GROUP,
                                        help="let the model reason before it answers (--no-thinking is faster)")
 

@@ -17,9 +17,10 @@ import httpx
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, PrivateAttr
+from pydantic import BaseModel, PrivateAttr, model_validator
 
 from gpudoc.config import Settings
+from gpudoc.graph.stream_reader import DEFAULT_FLUSH_S, CoalescingCompletions
 from gpudoc.graph.think_tags import StartMode, ThinkSplitter, split_think_tags
 
 #: vLLM's field names for the reasoning text, newest first
@@ -86,13 +87,23 @@ class ReasoningChatOpenAI(ChatOpenAI):
 
     ``enable_thinking`` (field, or a per-call keyword such as ``model.bind(enable_thinking=False)``)
     becomes ``extra_body.chat_template_kwargs.enable_thinking``; ``None`` leaves the server default.
+    Streamed responses are read by ``graph/stream_reader.py``: tokens that arrive within
+    ``stream_flush_s`` of each other reach the callbacks and the graph as one chunk.
     """
 
     enable_thinking: bool | None = None
+    #: longest wait before streamed tokens are passed on together (0: only those read together)
+    stream_flush_s: float = DEFAULT_FLUSH_S
     #: how this server returns thinking, learnt from its streams: unknown, parser (a field of its
     #: own), tags (``<think>…</think>`` in the content), opened (only ``</think>``: the chat
     #: template opened the tag) or none (no thinking in the content)
     _think_shape: str = PrivateAttr(default="unknown")
+
+    @model_validator(mode="after")
+    def _read_streams_cheaply(self) -> "ReasoningChatOpenAI":
+        if self.async_client is not None and not isinstance(self.async_client, CoalescingCompletions):
+            self.async_client = CoalescingCompletions(self.async_client, flush_s=self.stream_flush_s)
+        return self
 
     def _stream_start(self, thinking: bool | None) -> StartMode:
         """How a stream's content may begin, from what earlier streams showed of this server."""
@@ -193,6 +204,7 @@ def build_chat_model(settings: Settings, *, enable_thinking: bool | None = None)
         max_retries=settings.llm_max_retries,
         stream_usage=True,
         enable_thinking=None if thinking else False,
+        stream_flush_s=settings.stream_flush_ms / 1000,
     )
 
 

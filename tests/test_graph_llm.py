@@ -49,7 +49,7 @@ async def test_enable_thinking_false_reaches_the_server_and_no_reasoning_comes_b
 
 
 async def test_agent_streams_reasoning_tokens_and_tools_through_the_http_client():
-    stub = StubVllmServer(token_delay=0.0)
+    stub = StubVllmServer(token_delay=0.004)  # paced like a model, so that flushes (30 ms) are many
     with stub as url:
         settings = settings_for(url)
         source = SimSource.create(seed=42, nodes=4, scenarios=["thermal-throttle@node-2/gpu-3"], realtime=False)
@@ -58,7 +58,7 @@ async def test_agent_streams_reasoning_tokens_and_tools_through_the_http_client(
         thinking_off = [e async for e in stream_turn(agent, "Is node-2 running hot?", enable_thinking=False)]
     result = events[-1].result
     assert isinstance(events[-1], DoneEvent) and not result.degraded
-    assert sum(isinstance(e, ReasoningEvent) for e in events) > 3  # streamed piece by piece
+    assert sum(isinstance(e, ReasoningEvent) for e in events) > 3  # streamed progressively
     assert sum(isinstance(e, TokenEvent) for e in events) > 3
     assert "I called get_gpu_history, get_node_details" in result.reasoning
     assert {c.name for c in result.tool_calls} == {"get_gpu_history", "get_node_details"}

@@ -260,6 +260,27 @@ def _pieces(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
+#: words the double repeats to make a long stream (no digits: nothing for the grounding check to doubt)
+FILLER = "the readings stay inside their limits so this part of the answer only adds length".split()
+
+
+def filler(words: int) -> str:
+    """``words`` words of filler prose, one streamed piece each, ending with a paragraph break."""
+    if words <= 0:
+        return ""
+    return " ".join(FILLER[i % len(FILLER)] for i in range(words)) + ".\n\n"
+
+
+def padded(reply: StubReply, *, reasoning_words: int, answer_words: int) -> StubReply:
+    """The reply with filler before its reasoning and (for an answer, not a tool call) its content:
+    a long stream, as a reasoning model writes, with the policy's own text intact at the end."""
+    if not reasoning_words and not answer_words:
+        return reply
+    content = reply.content if reply.tool_calls else filler(answer_words) + reply.content
+    return StubReply(content=content, reasoning=filler(reasoning_words) + reply.reasoning,
+                     tool_calls=reply.tool_calls, stop=reply.stop)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "_StubHttpServer"
@@ -311,7 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(owner.fail_status, {"error": {"message": "stub failure", "type": "InternalServerError",
                                                           "code": owner.fail_status}})
             return
-        reply = owner.policy(body)
+        reply = padded(owner.policy(body), reasoning_words=owner.reasoning_words, answer_words=owner.answer_words)
         kwargs = body.get("chat_template_kwargs") or {}
         if kwargs.get("enable_thinking") is False:
             reply = StubReply(content=reply.content, reasoning="", tool_calls=reply.tool_calls, stop=reply.stop)
@@ -396,8 +417,9 @@ class StubVllmServer:
     ``policy`` maps a request body to a ``StubReply`` (default: ``keyword_policy``);
     ``latency`` delays each completion's first byte and ``token_delay`` each streamed chunk
     (seconds); ``fail_status`` makes every completion answer with that HTTP status;
-    ``reasoning_field`` is ``"reasoning_content"`` (vLLM up to 0.10) or ``"reasoning"`` (newer).
-    Each request body is kept in ``requests`` for assertions.
+    ``reasoning_field`` is ``"reasoning_content"`` (vLLM up to 0.10) or ``"reasoning"`` (newer);
+    ``reasoning_words`` and ``answer_words`` put that many words of filler before every reply's
+    reasoning and every answer's text (long streams for benchmarks). Each request body is kept in ``requests`` for assertions.
     """
 
     def __init__(
@@ -411,6 +433,8 @@ class StubVllmServer:
         fail_status: int | None = None,
         reasoning_field: str = "reasoning_content",
         model: str = STUB_MODEL,
+        reasoning_words: int = 0,
+        answer_words: int = 0,
     ) -> None:
         self.policy: Policy = policy or keyword_policy
         self.host, self.port = host, port
@@ -418,6 +442,7 @@ class StubVllmServer:
         self.fail_status = fail_status
         self.reasoning_field = reasoning_field
         self.model = model
+        self.reasoning_words, self.answer_words = reasoning_words, answer_words
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server: _StubHttpServer | None = None
@@ -461,9 +486,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each completion starts")
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between streamed chunks")
     parser.add_argument("--reasoning-field", choices=["reasoning_content", "reasoning"], default="reasoning_content")
+    parser.add_argument("--reasoning-words", type=int, default=0, help="filler words before every reply's reasoning")
+    parser.add_argument("--answer-words", type=int, default=0, help="filler words before every answer's text")
     args = parser.parse_args(argv)
     server = StubVllmServer(host=args.host, port=args.port, latency=args.latency,
-                            token_delay=args.token_delay, reasoning_field=args.reasoning_field)
+                            token_delay=args.token_delay, reasoning_field=args.reasoning_field,
+                            reasoning_words=args.reasoning_words, answer_words=args.answer_words)
     url = server.start()
     print(f"stub vLLM (test double) serving {url}", flush=True)
     try:

@@ -142,6 +142,14 @@ class Settings(BaseSettings):
     # Conversations and the server.
     db_path: Path = option(Path("gpudoc-threads.sqlite"), env="GPUDOC_DB_PATH", flag="--db-path",
                            group=THREADS_GROUP, metavar="FILE", help="SQLite file for conversation threads")
+    db_url: str | None = option(None, env="GPUDOC_DB_URL", flag="--db-url", group=THREADS_GROUP, metavar="URL",
+                                repr=False,
+                                help="keep threads in PostgreSQL (postgresql://user@host:5432/db; password in "
+                                     "the URL or PGPASSWORD) instead of the SQLite file; needed for --workers > 1")
+    db_pool_size: int = option(10, env="GPUDOC_DB_POOL_SIZE", ge=1, le=200,
+                               help="PostgreSQL connections per process for threads")
+    db_timeout_s: float = option(10.0, env="GPUDOC_DB_TIMEOUT_S", gt=0, le=300,
+                                 help="seconds to connect to PostgreSQL or wait for a free connection")
     api_token: str | None = option(None, env="GPUDOC_API_TOKEN",
                                    help="require 'Authorization: Bearer <token>' on agent and API routes")
     cors_origins: str = option("", env="GPUDOC_CORS_ORIGINS", help="comma-separated origins allowed to call the API")
@@ -152,6 +160,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("db_url", mode="after")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.strip().lower().startswith(("postgresql://", "postgres://")):
+            raise ValueError("GPUDOC_DB_URL must be a postgresql:// URL (SQLite threads take GPUDOC_DB_PATH)")
+        return value.strip()
 
     def source_options(self, *, realtime: bool = True) -> SourceOptions:
         """The source these settings name: every ``SourceOptions`` field is taken from the setting

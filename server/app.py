@@ -1,7 +1,9 @@
 """The gpudoc HTTP server: LangServe at ``/agent``, the original ``/api/agent/*``, the chat page, operations.
 
-``create_app`` builds the FastAPI app; its lifespan opens the cluster source, the SQLite
-checkpointer (conversations survive a restart) and the agent, and closes them in reverse order.
+``create_app`` builds the FastAPI app; its lifespan opens the cluster source, the thread store
+(SQLite, or PostgreSQL shared by several workers; conversations survive a restart) and the
+agent, and closes them in reverse order. Each worker process runs one app with its own source,
+store connections and model client.
 Everything the app depends on can be injected, so tests run it against a stub LLM server, a
 scripted model or a prepared source without touching the environment.
 """
@@ -24,7 +26,7 @@ from langserve import add_routes
 
 from gpudoc import __version__
 from gpudoc.config import Settings
-from gpudoc.graph.checkpoint import open_checkpointer
+from gpudoc.graph.thread_store import ThreadStore, open_thread_store
 from gpudoc.graph.llm import LlmProbe, build_chat_model, llm_available
 from gpudoc.server.guards import GuardMiddleware
 from gpudoc.server.metrics import LlmMetricsCallback, ServerMetrics
@@ -78,6 +80,7 @@ class Runtime:
 
     turns: TurnService | None = None
     source: ClusterSource | None = None
+    store: ThreadStore | None = None
 
     def require_turns(self) -> TurnService:
         if self.turns is None:
@@ -134,21 +137,23 @@ def create_app(
                 cluster = open_source(config.source_options(realtime=True))
             if cluster is not source or owns_source:
                 stack.push_async_callback(cluster.aclose)
-            checkpointer = await stack.enter_async_context(open_checkpointer(config.db_path))
-            agent = build(source=cluster, checkpointer=checkpointer, settings=config,
+            store = await stack.enter_async_context(open_thread_store(config))
+            agent = build(source=cluster, checkpointer=store.checkpointer, settings=config,
                           callbacks=[LlmMetricsCallback(metrics)])
             runtime.source = cluster
-            runtime.turns = TurnService(agent, metrics, enable_thinking=config.llm_enable_thinking)
+            runtime.store = store
+            runtime.turns = TurnService(agent, metrics, enable_thinking=config.llm_enable_thinking, locks=store.locks)
             log.info(
                 "gpudoc server ready",
                 extra={"source": cluster.name, "llm_base_url": config.llm_base_url, "model": config.llm_model,
-                       "db_path": str(config.db_path), "auth": bool(config.token)},
+                       "threads": store.description, "auth": bool(config.token)},
             )
             try:
                 yield
             finally:
                 runtime.turns = None
                 runtime.source = None
+                runtime.store = None
 
     app = FastAPI(
         title="gpudoc",
@@ -173,7 +178,7 @@ def create_app(
     )
     app.include_router(original_api_router(turns=runtime.require_turns, settings=config, probe=probe))
     app.include_router(ops_router(metrics=metrics, probe=probe, source=lambda: runtime.source,
-                                  timeout_s=config.readiness_timeout_s))
+                                  store=lambda: runtime.store, timeout_s=config.readiness_timeout_s))
 
     @app.get("/", include_in_schema=False)
     async def chat_page() -> FileResponse:

@@ -3,10 +3,16 @@
 Why one registry per app: tests and benchmarks create several apps in one process, and the
 global registry refuses a second collector with the same name. ``gpudoc serve`` has one app, so
 ``/metrics`` exposes exactly this registry (plus the process collectors).
+
+With several worker processes (``gpudoc serve --workers N``, ``server/workers.py``) every worker
+writes its samples under ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` adds up all the workers'
+(prometheus_client's multiprocess mode), whichever worker answers the scrape; the per-process
+collectors (CPU, memory, GC) are left out there, as one process's figures would be misleading.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +27,10 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector
+
+#: set (to a directory) by the worker supervisor; prometheus_client reads it when first imported
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -31,10 +41,12 @@ class ServerMetrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
+        self.multiprocess_dir = os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        if self.multiprocess_dir is None:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
         r = self.registry
         self.http_requests = Counter(
             "gpudoc_http_requests", "HTTP requests served, by route template, method and status.",
@@ -45,7 +57,8 @@ class ServerMetrics:
             "Time from request start to the end of the response body (whole stream for SSE).",
             ["route", "method"], buckets=_LATENCY_BUCKETS, registry=r,
         )
-        self.http_in_flight = Gauge("gpudoc_http_requests_in_flight", "Requests being served.", registry=r)
+        self.http_in_flight = Gauge("gpudoc_http_requests_in_flight", "Requests being served.", registry=r,
+                                    multiprocess_mode="livesum")
         self.turns = Counter(
             "gpudoc_agent_turns", "Agent turns by outcome: answered, degraded, error, cancelled.",
             ["outcome"], registry=r,
@@ -79,7 +92,11 @@ class ServerMetrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        workers = CollectorRegistry()
+        MultiProcessCollector(workers, path=self.multiprocess_dir)
+        return generate_latest(workers)
 
 
 class LlmMetricsCallback(AsyncCallbackHandler):

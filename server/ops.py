@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from gpudoc.graph.llm import LlmProbe
+from gpudoc.graph.thread_store import ThreadStore
 from gpudoc.server.metrics import ServerMetrics
 from gpudoc.tools.sources.base import ClusterSource, SourceError
 
@@ -55,11 +56,19 @@ async def check_source(source: ClusterSource | None, timeout_s: float) -> CheckR
     return CheckResult(ok=ok, detail=detail, latency_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
+async def check_store(store: ThreadStore | None, timeout_s: float) -> CheckResult:
+    if store is None:
+        return CheckResult(ok=False, detail="the thread store is not open (server starting or stopping)", latency_ms=0.0)
+    ok, detail, latency_ms = await store.probe(timeout_s)
+    return CheckResult(ok=ok, detail=detail, latency_ms=latency_ms)
+
+
 def ops_router(
     *,
     metrics: ServerMetrics,
     probe: Callable[[], Awaitable[LlmProbe]],
     source: Callable[[], ClusterSource | None],
+    store: Callable[[], ThreadStore | None],
     timeout_s: float,
 ) -> APIRouter:
     router = APIRouter(tags=["operations"])
@@ -68,11 +77,14 @@ def ops_router(
     async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
-    @router.get("/readyz", response_model=ReadinessReport, summary="The LLM endpoint and the data source answer",
+    @router.get("/readyz", response_model=ReadinessReport,
+                summary="The LLM endpoint, the data source and the thread store answer",
                 responses={503: {"model": ReadinessReport}})
     async def readyz() -> JSONResponse:
-        llm, data = await asyncio.gather(check_llm(probe), check_source(source(), timeout_s))
-        report = ReadinessReport(ready=llm.ok and data.ok, checks={"llm": llm, "source": data})
+        llm, data, threads = await asyncio.gather(check_llm(probe), check_source(source(), timeout_s),
+                                                  check_store(store(), timeout_s))
+        report = ReadinessReport(ready=llm.ok and data.ok and threads.ok,
+                                 checks={"llm": llm, "source": data, "store": threads})
         return JSONResponse(status_code=200 if report.ready else 503, content=report.model_dump())
 
     @router.get("/metrics", summary="Prometheus metrics of this server", response_class=Response)

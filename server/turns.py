@@ -15,6 +15,10 @@ Thread semantics (the same for every route and client):
   does not hold yet are added, so nothing is stored twice. A history that contradicts the
   thread (a different question or answer at the same place) is refused with
   ``ThreadConflictError`` rather than merged or silently dropped.
+- **One turn at a time per thread id**, whichever process or host serves it: a turn holds the
+  thread store's lock for its thread (``graph/pg_locks.py`` with PostgreSQL) from reading the
+  thread until its last checkpoint is written, so concurrent turns of one conversation follow
+  each other instead of overwriting each other.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -39,6 +43,7 @@ from gpudoc.graph.contracts import (
 )
 from gpudoc.graph.llm import message_text
 from gpudoc.graph.runner import stream_turn
+from gpudoc.graph.thread_store import ThreadLocks, UnsharedThreadLocks
 from gpudoc.server.metrics import ServerMetrics
 
 THREAD_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -99,10 +104,12 @@ def valid_thread_id(value: str) -> bool:
 class TurnService:
     """Runs turns on one compiled agent and records what happened in the server's metrics."""
 
-    def __init__(self, agent: Any, metrics: ServerMetrics, *, enable_thinking: bool) -> None:
+    def __init__(self, agent: Any, metrics: ServerMetrics, *, enable_thinking: bool,
+                 locks: ThreadLocks | None = None) -> None:
         self.agent = agent
         self.metrics = metrics
         self.enable_thinking = enable_thinking
+        self.locks: ThreadLocks = locks or UnsharedThreadLocks()
         self._background: set[asyncio.Task[None]] = set()
 
     async def stream(
@@ -118,12 +125,20 @@ class TurnService:
         Raises ``ThreadConflictError`` before the turn starts when ``history`` contradicts the thread.
         """
         thread = thread_id or new_thread_id()
-        await self._add_history(thread, await self.history_to_add(thread_id, history) if thread_id else history)
+        release = await self.locks.acquire(thread) if thread_id else None  # a private thread is ours alone
+        try:
+            await self._add_history(thread, await self.history_to_add(thread_id, history) if thread_id else history)
+        except BaseException:
+            if release is not None:
+                await asyncio.shield(release())
+            raise
         events: asyncio.Queue[AgentEvent | None] = asyncio.Queue()
         producer = asyncio.create_task(
             self._produce(events, question, thread, self.enable_thinking if enable_thinking is None else enable_thinking),
             name=f"gpudoc-turn-{thread}",
         )
+        if release is not None:  # held until the turn has wound down, even if the client went away
+            producer.add_done_callback(lambda _task: self._in_background(release()))
         started = time.perf_counter()
         first_token_seen = False
         finished = False
@@ -189,7 +204,10 @@ class TurnService:
         raise TurnFailedError("the agent ended the turn without an answer")
 
     def _forget_later(self, thread_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._forget(thread_id))
+        self._in_background(self._forget(thread_id))
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
         self._background.add(task)  # keep a reference until it is done
         task.add_done_callback(self._background.discard)
 

@@ -26,3 +26,20 @@ def slurm_cluster() -> Iterator[tuple["SlurmCluster", "FaultyCluster"]]:  # noqa
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator["PostgresServer"]:  # noqa: F821
+    """A real PostgreSQL 15 (Debian's) on a free port, started once and stopped after the session.
+    Tests take a database of their own (``create_database``) and may stop and start the server."""
+    from tests.services.postgres import PostgresServer, require_postgres
+
+    require_postgres()
+    root = Path(tempfile.mkdtemp(prefix="gpudoc-postgres-"))  # not under pytest's 0700 dir: postgres runs as postgres
+    server = PostgresServer(root)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

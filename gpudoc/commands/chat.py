@@ -21,7 +21,8 @@ from gpudoc.commands.common import source_from_args
 from gpudoc.commands.options import add_option_groups
 from gpudoc.config import THREADS_GROUP
 from gpudoc.graph.agent import build_agent
-from gpudoc.graph.checkpoint import ThreadStoreError, open_checkpointer
+from gpudoc.graph.checkpoint import ThreadStoreError
+from gpudoc.graph.thread_store import open_thread_store
 from gpudoc.graph.contracts import ErrorEvent
 from gpudoc.graph.llm import build_chat_model
 from gpudoc.graph.runner import stream_turn
@@ -71,15 +72,14 @@ def run(args: argparse.Namespace) -> int:
 async def _chat(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     source = source_from_args(args, settings, realtime=True)  # a bad option fails before the LLM probe
-    db_path = settings.db_path
     thread = args.thread or uuid.uuid4().hex
     renderer = TerminalRenderer(sys.stdout, show_thinking=settings.llm_enable_thinking)
     try:
         settings = await prepare_model(settings, notice=sys.stderr)
-        async with open_checkpointer(db_path) as checkpointer:
-            agent = build_agent(source=source, llm=build_chat_model(settings), checkpointer=checkpointer,
+        async with open_thread_store(settings) as store:
+            agent = build_agent(source=source, llm=build_chat_model(settings), checkpointer=store.checkpointer,
                                 settings=settings)
-            print(f"gpudoc chat - thread {thread} ({db_path}). {HELP}")
+            print(f"gpudoc chat - thread {thread} ({store.description}). {HELP}")
             while True:
                 line = await asyncio.to_thread(_read_line, "\nyou> ")
                 if line is None or line.strip() in ("/exit", "/quit"):

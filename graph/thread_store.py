@@ -1,0 +1,105 @@
+"""Where conversations are kept: SQLite on this host (the default) or PostgreSQL shared by many.
+
+Why one opener for both: the server, ``gpudoc chat`` and ``gpudoc serve``'s start-up checks all
+need "the thread store the settings name", with its checkpointer for the graph, its lock for
+turns of one thread (``graph/pg_locks.py`` with PostgreSQL; nothing to share with SQLite, which
+one process owns) and a probe for ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gpudoc.config import Settings
+from gpudoc.graph.checkpoint import ThreadStoreError, open_checkpointer
+from gpudoc.graph.pg_locks import PostgresThreadLocks, Release
+
+#: the thread id the readiness probe reads (it never exists; reading it proves the store answers)
+PROBE_THREAD = "gpudoc-readiness-probe"
+
+
+class ThreadLocks(Protocol):
+    """``acquire(thread_id)`` waits until no other turn of that thread runs; returns the release."""
+
+    async def acquire(self, thread_id: str) -> Release: ...
+
+
+class UnsharedThreadLocks:
+    """The store belongs to one process (SQLite): there is no other process to wait for."""
+
+    async def acquire(self, thread_id: str) -> Release:
+        async def release() -> None:
+            return None
+
+        return release
+
+
+@dataclass
+class ThreadStore:
+    """An open thread store: the graph's checkpointer, the per-thread lock, and what it is."""
+
+    checkpointer: Any
+    description: str  # for logs and messages; never a password
+    shared: bool  # several processes and hosts may use it at once
+    locks: ThreadLocks = field(default_factory=UnsharedThreadLocks)
+    explain_failure: Callable[[BaseException], Awaitable[str]] | None = None
+
+    async def probe(self, timeout_s: float) -> tuple[bool, str, float]:
+        """(answers, detail, milliseconds): one read through the checkpointer, as a turn does."""
+        started = time.perf_counter()
+        config = {"configurable": {"thread_id": PROBE_THREAD, "checkpoint_ns": ""}}
+        try:
+            await asyncio.wait_for(self.checkpointer.aget_tuple(config), timeout=timeout_s)
+            ok, detail = True, f"{self.description} answers"
+        except Exception as exc:  # any failure of the store is the answer here, not an error of the probe
+            ok = False
+            if self.explain_failure is not None:
+                detail = await self.explain_failure(exc)
+            elif isinstance(exc, asyncio.TimeoutError):
+                detail = f"{self.description} did not answer within {timeout_s:g} s"
+            else:
+                detail = f"{self.description} failed: {type(exc).__name__}: {exc}"
+        return ok, detail, round((time.perf_counter() - started) * 1000, 1)
+
+
+@asynccontextmanager
+async def open_thread_store(settings: Settings) -> AsyncIterator[ThreadStore]:
+    """The store ``settings`` name: PostgreSQL when ``db_url`` is set, else SQLite at ``db_path``.
+
+    Raises ``ThreadStoreError`` with the reason and the setting to change when it cannot be opened.
+    """
+    if not settings.db_url:
+        async with open_checkpointer(settings.db_path) as saver:
+            yield ThreadStore(checkpointer=saver, description=f"SQLite file {settings.db_path}", shared=False)
+        return
+
+    from gpudoc.graph.checkpoint_postgres import (
+        connect,
+        connection_problem,
+        describe_url,
+        open_postgres_checkpointer,
+    )
+
+    url, timeout_s = settings.db_url, settings.db_timeout_s
+
+    async def explain(error: BaseException) -> str:
+        """Why the pool failed, as a fresh connection sees it (a pool timeout alone says nothing)."""
+        try:
+            connection = await connect(url, timeout_s=min(timeout_s, 3.0))
+        except ThreadStoreError as exc:
+            return str(exc)
+        await connection.close()
+        return connection_problem(url, error)
+
+    async with AsyncExitStack() as stack:
+        saver = await stack.enter_async_context(
+            open_postgres_checkpointer(url, pool_size=settings.db_pool_size, timeout_s=timeout_s))
+        locks = PostgresThreadLocks(lambda: connect(url, timeout_s=timeout_s))
+        stack.push_async_callback(locks.aclose)
+        yield ThreadStore(checkpointer=saver, description=f"PostgreSQL {describe_url(url)}", shared=True,
+                          locks=locks, explain_failure=explain)

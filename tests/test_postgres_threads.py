@@ -1,0 +1,197 @@
+"""Threads in a real PostgreSQL 15: the checkpointer, the per-thread lock across processes, and
+two server apps (two workers) sharing one database.
+
+Each test takes a database of its own on the session's server (``postgres_server``). The model
+is the stub vLLM server (a TEST DOUBLE) in this process, so the tests can read what each turn
+sent it: a turn that continues a thread sends the model the thread's earlier questions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+
+from gpudoc.graph.checkpoint import ThreadStoreError
+from gpudoc.graph.checkpoint_postgres import connect, open_postgres_checkpointer
+from gpudoc.graph.pg_locks import PostgresThreadLocks
+from gpudoc.server.app import create_app
+from gpudoc.server.settings import ServerSettings
+from gpudoc.tools.sim.source import SimSource
+from tests.doubles.stub_vllm import STUB_MODEL, StubVllmServer
+from tests.services import free_port
+
+
+@pytest.fixture
+def db_url(postgres_server: Any) -> str:
+    return postgres_server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+def server_settings(db_url: str, llm_url: str) -> ServerSettings:
+    return ServerSettings(llm_base_url=llm_url, llm_model=STUB_MODEL, llm_max_retries=0, db_url=db_url,
+                          db_pool_size=4, api_token=None, cors_origins="", readiness_timeout_s=2.0)
+
+
+@asynccontextmanager
+async def worker(settings: ServerSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """One server app (a worker: its own source, pool, lock session and model client) and a client."""
+    app = create_app(settings, source=SimSource.create(seed=42, nodes=4, scenarios=["thermal-throttle@node-2/gpu-3"],
+                                                       realtime=False))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gpudoc.test",
+                                     timeout=60) as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+async def ask(client: httpx.AsyncClient, question: str, thread_id: str) -> str:
+    response = await client.post("/agent/invoke", headers={"X-Thread-Id": thread_id},
+                                 json={"input": {"messages": [{"type": "human", "content": question}]}})
+    assert response.status_code == 200, response.text
+    return response.json()["output"]["content"]
+
+
+async def thread_messages(client: httpx.AsyncClient, thread_id: str) -> list[Any]:
+    agent = client.app.state.runtime.turns.agent  # type: ignore[attr-defined]
+    state = await agent.aget_state({"configurable": {"thread_id": thread_id}})
+    return list(state.values.get("messages") or [])
+
+
+def questions_sent(stub: StubVllmServer) -> list[list[str]]:
+    """The user messages of each request the model received, in order."""
+    return [[m["content"] for m in body["messages"] if m.get("role") == "user"] for body in stub.requests]
+
+
+# ---- the checkpointer ------------------------------------------------------------------------
+
+
+async def test_replicas_starting_together_migrate_the_database_once(db_url: str) -> None:
+    async def start_one() -> bool:
+        async with open_postgres_checkpointer(db_url, pool_size=2):
+            return True
+
+    assert await asyncio.gather(*(start_one() for _ in range(3))) == [True, True, True]
+    async with await psycopg.AsyncConnection.connect(db_url) as connection:
+        rows = await (await connection.execute("SELECT v FROM checkpoint_migrations ORDER BY v")).fetchall()
+    versions = [v for (v,) in rows]
+    assert versions == list(range(len(versions))) and len(versions) > 3
+
+
+async def test_an_unreachable_database_is_one_line_naming_it_without_its_password() -> None:
+    url = f"postgresql://gpudoc:s3cret@127.0.0.1:{free_port()}/threads"
+    with pytest.raises(ThreadStoreError) as caught:
+        async with open_postgres_checkpointer(url, timeout_s=2):
+            pass
+    message = str(caught.value)
+    assert message.startswith(f"cannot use the thread database postgresql://gpudoc@127.0.0.1:{url.split(':')[3]}")
+    assert "refused" in message and "GPUDOC_DB_URL" in message and "s3cret" not in message
+
+
+# ---- the per-thread lock across lock sessions (processes) ------------------------------------
+
+
+async def test_a_thread_is_locked_across_sessions_and_other_threads_are_not(db_url: str) -> None:
+    one, two = (PostgresThreadLocks(lambda: connect(db_url, timeout_s=5)) for _ in range(2))
+    try:
+        release = await one.acquire("thread-a")
+        waiting = asyncio.create_task(two.acquire("thread-a"))
+        release_other = await asyncio.wait_for(two.acquire("thread-b"), 5)  # another thread is free
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # thread-a is busy in the other session
+        await release()
+        release_waiting = await asyncio.wait_for(waiting, 5)
+        await release_waiting()
+        await release_other()
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_turns_of_one_process_on_one_thread_queue_as_well(db_url: str) -> None:
+    locks = PostgresThreadLocks(lambda: connect(db_url, timeout_s=5))
+    try:
+        release = await locks.acquire("thread-a")
+        second = asyncio.create_task(locks.acquire("thread-a"))  # the same session would be granted it again
+        await asyncio.sleep(0.2)
+        assert not second.done()
+        await release()
+        await (await asyncio.wait_for(second, 5))()
+    finally:
+        await locks.aclose()
+
+
+async def test_a_lost_lock_session_frees_its_threads_and_the_next_turn_reconnects(db_url: str) -> None:
+    one, two = (PostgresThreadLocks(lambda: connect(db_url, timeout_s=5)) for _ in range(2))
+    try:
+        stale = await one.acquire("thread-a")
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'")
+        await (await asyncio.wait_for(two.acquire("thread-a"), 5))()  # the server freed it with the session
+        await (await asyncio.wait_for(one.acquire("thread-c"), 5))()  # a new session for the next turn
+        await stale()  # releasing a lock of the lost session is harmless
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+# ---- two workers sharing the database ---------------------------------------------------------
+
+
+async def test_a_thread_written_through_one_worker_continues_through_another_and_after_a_restart(
+    db_url: str,
+) -> None:
+    thread = f"thread-{uuid.uuid4().hex}"
+    stub = StubVllmServer()
+    with stub as llm_url:
+        settings = server_settings(db_url, llm_url)
+        async with worker(settings) as first, worker(settings) as second:
+            await ask(first, "Is node-2 running hot?", thread)
+            await ask(second, "And node-3?", thread)
+        assert questions_sent(stub)[-1] == ["Is node-2 running hot?", "And node-3?"]
+        async with worker(settings) as restarted:  # every pool and session of the others is closed
+            await ask(restarted, "Which GPUs need an RMA?", thread)
+            messages = await thread_messages(restarted, thread)
+    assert questions_sent(stub)[-1] == ["Is node-2 running hot?", "And node-3?", "Which GPUs need an RMA?"]
+    kept = [(type(m).__name__, m.content) for m in messages if isinstance(m, HumanMessage)
+            or (isinstance(m, AIMessage) and not m.tool_calls)]
+    assert [text for kind, text in kept if kind == "HumanMessage"] == [
+        "Is node-2 running hot?", "And node-3?", "Which GPUs need an RMA?"]
+    assert [kind for kind, _ in kept] == ["HumanMessage", "AIMessage"] * 3
+
+
+async def test_concurrent_turns_of_one_thread_on_two_workers_are_all_kept(db_url: str) -> None:
+    thread = f"thread-{uuid.uuid4().hex}"
+    questions = [f"Is node-{n} running hot?" for n in range(6)]
+    with StubVllmServer(token_delay=0.002) as llm_url:  # turns long enough to overlap
+        settings = server_settings(db_url, llm_url)
+        async with worker(settings) as first, worker(settings) as second:
+            answers = await asyncio.gather(*(ask((first, second)[n % 2], q, thread) for n, q in enumerate(questions)))
+            messages = await thread_messages(first, thread)
+    assert all(answers)
+    asked = [m.content for m in messages if isinstance(m, HumanMessage)]
+    assert sorted(asked) == sorted(questions)  # none lost, none twice
+    assert sum(isinstance(m, AIMessage) and not m.tool_calls for m in messages) == len(questions)
+
+
+async def test_readyz_reports_the_database_down_and_back(db_url: str, postgres_server: Any) -> None:
+    with StubVllmServer() as llm_url:
+        async with worker(server_settings(db_url, llm_url)) as client:
+            assert (await client.get("/readyz")).json()["checks"]["store"]["ok"] is True
+            postgres_server.stop()
+            try:
+                down = await client.get("/readyz")
+            finally:
+                postgres_server.start()
+            back = await client.get("/readyz")
+    assert down.status_code == 503
+    store = down.json()["checks"]["store"]
+    assert store["ok"] is False and "PostgreSQL is running" in store["detail"]
+    assert "postgresql://postgres@127.0.0.1" in store["detail"] and "refused" in store["detail"]
+    assert back.status_code == 200 and back.json()["checks"]["store"]["ok"] is True

@@ -1,0 +1,93 @@
+"""``gpudoc serve --workers N`` as an operator runs it: worker processes on one port, threads in a
+real PostgreSQL 15, and the refusals that keep SQLite to one process.
+
+The model is the stub vLLM server (a TEST DOUBLE) in this test process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+from gpudoc.cli import main
+from gpudoc.graph.checkpoint import state_serializer
+from tests.doubles.stub_vllm import StubVllmServer
+from tests.services import free_port
+from tests.test_server_live import gpudoc_serve, metric
+
+
+def serve_refusal(monkeypatch: Any, capsys: Any, *args: str) -> tuple[int, str]:
+    monkeypatch.delenv("GPUDOC_DB_URL", raising=False)
+    monkeypatch.delenv("GPUDOC_WORKERS", raising=False)
+    code = main(["serve", "--port", "0", *args])
+    return code, capsys.readouterr().err
+
+
+def test_several_workers_on_sqlite_are_refused_with_the_way_out(monkeypatch: Any, capsys: Any) -> None:
+    code, err = serve_refusal(monkeypatch, capsys, "--workers", "2")
+    assert code == 2
+    assert "--workers 2 needs threads in PostgreSQL: set GPUDOC_DB_URL (or --db-url)" in err
+    assert "Use --workers 1 with SQLite" in err
+
+
+def test_an_unreachable_thread_database_stops_serve_before_it_listens(monkeypatch: Any, capsys: Any) -> None:
+    code, err = serve_refusal(monkeypatch, capsys, "--workers", "2", "--db-url",
+                              f"postgresql://gpudoc:pw@127.0.0.1:{free_port()}/threads")
+    assert code == 2
+    assert "cannot use the thread database postgresql://gpudoc@127.0.0.1:" in err
+    assert "refused" in err and "pw@" not in err
+
+
+def worker_pids(llm_url: str) -> list[int]:
+    """The worker processes of the ``gpudoc serve`` started with ``llm_url`` (unique to a test)."""
+    found = subprocess.run(["pgrep", "-f", f"serve --port 0 --llm-base-url {llm_url} "], capture_output=True,
+                           text=True).stdout.split()
+    assert len(found) == 1, found
+    serve_pid = int(found[0])
+    children = Path(f"/proc/{serve_pid}/task/{serve_pid}/children").read_text().split()
+    return [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def stored_questions(db_url: str, thread_id: str) -> list[str]:
+    async def read() -> list[str]:
+        async with AsyncPostgresSaver.from_conn_string(db_url, serde=state_serializer()) as saver:
+            saved = await saver.aget_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+        messages: list[Any] = saved.checkpoint["channel_values"]["messages"] if saved else []
+        return [m.content for m in messages if isinstance(m, HumanMessage)]
+
+    return asyncio.run(read())
+
+
+def test_two_workers_share_one_port_one_thread_and_one_metrics_page(tmp_path: Path, postgres_server: Any) -> None:
+    db_url = postgres_server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    thread = f"thread-{uuid.uuid4().hex}"
+    questions = [f"Is node-{n} running hot?" for n in range(4)]
+    stub = StubVllmServer(token_delay=0.002)
+
+    def ask(base_url: str, question: str) -> httpx.Response:
+        return httpx.post(base_url + "/agent/invoke", headers={"X-Thread-Id": thread}, timeout=120,
+                          json={"input": {"messages": [{"type": "human", "content": question}]}})
+
+    with stub as llm_url:
+        with gpudoc_serve(tmp_path, llm_url, "--workers", "2", "--db-url", db_url) as base_url:
+            assert len(worker_pids(llm_url)) == 2
+            responses = asyncio.run(_concurrently(lambda q: asyncio.to_thread(ask, base_url, q), questions))
+            assert [r.status_code for r in responses] == [200] * len(questions)
+            assert metric(base_url, "gpudoc_agent_turns_total", outcome="answered") == len(questions)
+        assert sorted(stored_questions(db_url, thread)) == sorted(questions)  # no turn lost to another
+        with gpudoc_serve(tmp_path, llm_url, "--db-url", db_url) as base_url:  # restarted, one worker
+            assert ask(base_url, "Which GPUs need an RMA?").status_code == 200
+    assert sorted(stored_questions(db_url, thread)) == sorted([*questions, "Which GPUs need an RMA?"])
+    last_request_questions = [m["content"] for m in stub.requests[-1]["messages"] if m.get("role") == "user"]
+    assert sorted(last_request_questions) == sorted([*questions, "Which GPUs need an RMA?"])
+
+
+async def _concurrently(call: Any, items: list[str]) -> list[Any]:
+    return list(await asyncio.gather(*(call(item) for item in items)))

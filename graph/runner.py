@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 #: the graph's own bound is max_rounds; this only stops a runaway graph
 RECURSION_LIMIT = 100
+#: When the thread's checkpoint is written: once, when the turn ends (answered, failed or
+#: cancelled), not after every step. Nothing reads a turn's intermediate checkpoints (no resume,
+#: no interrupts), and writing the whole state after each of a turn's six or so steps cost about
+#: a third of a short turn's CPU, and as many database writes.
+DURABILITY = "exit"
 #: nodes whose model reasoning is streamed to the caller
 MODEL_NODES = frozenset({"plan", "answer"})
 #: the node whose model text is the answer
@@ -146,9 +151,11 @@ async def stream_turn(
     config = turn_config(thread, enable_thinking)
     final: Mapping[str, Any] | None = None
     answer = AnswerStream()
+    persistence = {"durability": DURABILITY} if getattr(agent, "checkpointer", None) else {}
     try:
         async for mode, payload in agent.astream(
-            {"messages": [HumanMessage(content=question)]}, config, stream_mode=["messages", "custom", "values"]
+            {"messages": [HumanMessage(content=question)]}, config, stream_mode=["messages", "custom", "values"],
+            **persistence,
         ):
             if mode == "messages":
                 message, metadata = payload

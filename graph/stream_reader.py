@@ -24,6 +24,7 @@ are, so it converts, counts usage and reports the chunks exactly as it would the
 from __future__ import annotations
 
 import asyncio
+import collections
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -262,16 +263,42 @@ def _visible(chunk: dict[str, Any]) -> bool:
     return False
 
 
-async def coalesce(batches: AsyncIterator[list[dict[str, Any]]], flush_s: float) -> AsyncIterator[dict[str, Any]]:
-    """Merged chunks: at once until the first text, then at most one per ``flush_s`` while events keep coming.
+class _Ended:
+    """What the reader puts last: the end of the stream, or the error that ended it."""
 
-    ``flush_s`` 0 merges only the events that arrived together (one network read). When the
-    stream fails, what was merged so far is passed on before the error.
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+async def coalesce(batches: AsyncIterator[list[dict[str, Any]]], flush_s: float) -> AsyncIterator[dict[str, Any]]:
+    """Merged chunks: at once until the first text, then one per ``flush_s`` while events keep coming.
+
+    A reader task takes the events off the connection as they arrive; this generator passes on
+    everything that arrived in each interval as one chunk. Under load the loop gets round to a
+    stream less often, and then more events are merged, not fewer. ``flush_s`` 0 passes on what
+    arrived between two turns of the loop. When the stream fails, what was merged so far is
+    passed on before the error.
     """
-    iterator = batches.__aiter__()
+    arrived: collections.deque[list[dict[str, Any]] | _Ended] = collections.deque()
+    loop = asyncio.get_running_loop()
+    news = loop.create_future()  # set when something arrives while nothing was waiting to be passed on
+
+    def deliver(item: list[dict[str, Any]] | _Ended) -> None:
+        arrived.append(item)
+        if not news.done():
+            news.set_result(None)
+
+    async def read() -> None:
+        try:
+            async for batch in batches:
+                deliver(batch)
+            deliver(_Ended())
+        except Exception as error:
+            deliver(_Ended(error))
+
+    reader = asyncio.create_task(read())
     pending: dict[str, Any] | None = None
     last_flush: float | None = None  # None: no text passed on yet, so nothing waits
-    next_batch: asyncio.Future[list[dict[str, Any]]] | None = None
 
     def flush() -> dict[str, Any]:
         nonlocal pending, last_flush
@@ -283,41 +310,45 @@ async def coalesce(batches: AsyncIterator[list[dict[str, Any]]], flush_s: float)
 
     try:
         while True:
-            if next_batch is None:
-                next_batch = asyncio.ensure_future(iterator.__anext__())
-            if pending is not None and last_flush is not None:
-                wait = last_flush + flush_s - time.monotonic()
-                if wait > 0:
-                    await asyncio.wait((next_batch,), timeout=wait)
-                if not next_batch.done():  # the interval is over and the model is still writing
-                    yield flush()
-                    continue
-            try:
-                batch = await next_batch
-            except StopAsyncIteration:
-                next_batch = None
-                break
-            except Exception:
-                next_batch = None
+            if not arrived:
+                if pending is not None and last_flush is not None:
+                    # Something waits to be passed on: let the rest of the interval's events come
+                    # (the end of the stream cuts it short), then pass them on together.
+                    wait = last_flush + flush_s - time.monotonic()
+                    if wait > 0:
+                        await asyncio.wait((reader,), timeout=wait)
+                    if not arrived:
+                        yield flush()
+                        continue
+                else:
+                    news = loop.create_future()
+                    if not arrived:
+                        await news
+            end: _Ended | None = None
+            while arrived:
+                item = arrived.popleft()
+                if isinstance(item, _Ended):
+                    end = item
+                    break
+                for event in item:
+                    if pending is None:
+                        pending = _fresh(event)
+                    elif not merge_chunk(pending, event):
+                        chunk = flush()
+                        pending = _fresh(event)
+                        yield chunk
+            if end is not None:
                 if pending is not None:
                     yield flush()
-                raise
-            next_batch = None
-            for event in batch:
-                if pending is None:
-                    pending = _fresh(event)
-                elif not merge_chunk(pending, event):
-                    chunk = flush()
-                    pending = _fresh(event)
-                    yield chunk
+                if end.error is not None:
+                    raise end.error
+                return
             if pending is not None and (last_flush is None or time.monotonic() - last_flush >= flush_s):
                 yield flush()
-        if pending is not None:
-            yield flush()
     finally:
-        if next_batch is not None and not next_batch.done():
-            next_batch.cancel()
-            await asyncio.gather(next_batch, return_exceptions=True)
-        aclose = getattr(iterator, "aclose", None)
+        if not reader.done():
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        aclose = getattr(batches, "aclose", None)
         if aclose is not None:
             await aclose()

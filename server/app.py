@@ -10,6 +10,7 @@ scripted model or a prepared source without touching the environment.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -110,8 +111,15 @@ def create_app(
     owns_source: bool = False,
     agent_factory: AgentFactory | None = None,
     llm_probe: Callable[[], Awaitable[LlmProbe]] | None = None,
+    freeze_heap: bool = False,
 ) -> FastAPI:
     """The server.
+
+    ``freeze_heap`` (for a process that serves only this app, as ``gpudoc serve`` does): once
+    started, everything allocated so far (modules, the compiled graph, the tools) is moved out of
+    the garbage collector's sight (``gc.freeze``). It lives as long as the process anyway, and a
+    busy server otherwise rescans those few hundred thousand objects at every full collection,
+    which grows with the number of turns in flight.
 
     ``source`` is the cluster to serve (closed at shutdown only when ``owns_source``); without
     one the lifespan opens the source the settings name (the simulator by default) and closes
@@ -148,6 +156,8 @@ def create_app(
                 extra={"source": cluster.name, "llm_base_url": config.llm_base_url, "model": config.llm_model,
                        "threads": store.description, "auth": bool(config.token)},
             )
+            if freeze_heap:
+                gc.freeze()
             try:
                 yield
             finally:

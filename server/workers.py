@@ -40,7 +40,7 @@ GRACEFUL_SHUTDOWN_S = 5
 def worker_app(settings: ServerSettings, log_level: str) -> FastAPI:
     """The app of one worker process (called in the worker, after it started)."""
     configure_logging(log_level)
-    return create_app(settings)
+    return create_app(settings, freeze_heap=True)
 
 
 class _Supervisor(Multiprocess):

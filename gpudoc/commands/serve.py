@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             listener.close()
         return 0
-    app = create_app(settings, source=source, owns_source=True)
+    app = create_app(settings, source=source, owns_source=True, freeze_heap=True)
     server = uvicorn.Server(
         uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
     )

@@ -408,6 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _StubHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # hundreds of streams may connect at once (benchmarks); the default is 5
     owner: "StubVllmServer"
 
 

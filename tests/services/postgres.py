@@ -41,6 +41,12 @@ class PostgresServer:
         self.user = OWNER if self._as_owner else pwd.getpwuid(os.getuid()).pw_name
 
     @property
+    def pid(self) -> int:
+        """The postmaster's pid (its backends are its children)."""
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    @property
     def url(self) -> str:
         return self.database_url("postgres")
 
@@ -56,9 +62,12 @@ class PostgresServer:
         if not self.data.exists():
             if self._as_owner:
                 shutil.chown(self.root, OWNER, OWNER)
-            subprocess.run([str(binaries / "initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user,
-                            "--no-sync", "-E", "UTF8"],
-                           cwd=self.root, check=True, capture_output=True, **self._user_args())
+            created = subprocess.run([str(binaries / "initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user,
+                                      "--no-sync", "-E", "UTF8"],
+                                     cwd=self.root, capture_output=True, text=True, **self._user_args())
+            if created.returncode != 0:
+                raise RuntimeError(f"initdb failed in {self.root} (it must be reachable by {self.user}):\n"
+                                   f"{created.stdout[-1000:]}{created.stderr[-1000:]}")
         log = open(self.root / "postgres.log", "ab")
         try:
             self.process = subprocess.Popen(

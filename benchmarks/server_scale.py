@@ -1,0 +1,388 @@
+"""What scaling out buys: 1 versus 2 workers on one burst, CPU per streamed token against the raw
+OpenAI client, and hundreds of concurrent streams.
+
+Everything runs on loopback: a real PostgreSQL 15 (threads; started here as in the tests), the
+stub vLLM server (a keyword-policy TEST DOUBLE, each configuration its own process, so it never
+shares an interpreter with what is measured) and ``gpudoc serve`` as an operator runs it.
+
+1. **CPU per streamed token.** The server's CPU time (``/proc/PID/stat``) over sequential turns
+   whose replies carry ``--reasoning-words``/``--answer-words`` of filler, minus the same turns
+   without filler, divided by the extra completion tokens the server counted
+   (``gpudoc_llm_tokens_total``): the cost of one more token, streamed to the client as reasoning
+   or answer. Baseline: the raw ``openai.AsyncOpenAI`` client receiving the same streams in a
+   process of its own (its CPU, long minus short, per extra chunk). Measured with the stub
+   writing as fast as it can, and paced (``--pace-ms`` between tokens, as a model generates).
+2. **1 versus 2 workers.** ``--burst`` conversations streamed at once, each on its own thread, to
+   ``gpudoc serve --workers 1`` and ``--workers 2`` on the same database; wall time to the last
+   token, errors. Repeated ``--repeats`` times, alternating, as the machine may be shared.
+3. **``--streams`` concurrent streams** on 1 and 2 workers: p50/p99 of the time to the first
+   answer token and to the end of the stream.
+
+Without admission control every stream is accepted; with it, a burst beyond the limit is
+answered 429 and the figures of part 3 change meaning (the refused streams are counted apart).
+
+    .venv/bin/python benchmarks/server_scale.py [--burst 60] [--streams 200] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.doubles, tests.services
+
+from tests.doubles.stub_vllm import STUB_MODEL  # noqa: E402
+from tests.services import free_port  # noqa: E402
+from tests.services.postgres import PostgresServer  # noqa: E402
+
+GPUDOC = Path(sys.executable).parent / "gpudoc"
+QUESTION = "Is node-2 running hot?"
+SCENARIO = "thermal-throttle@node-2/gpu-3"
+SERVE_URL = re.compile(r"chat page on (http://\S+?)/ ")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# ---- processes ----------------------------------------------------------------------------------
+
+
+def wait_until_up(url: str, what: str, log: Path | None = None) -> None:
+    for _ in range(600):
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not come up" + (f": {log.read_text()[-2000:]}" if log else ""))
+
+
+@dataclass
+class Stub:
+    url: str
+    pid: int
+
+
+@contextmanager
+def stub_vllm(*, reasoning_words: int = 0, answer_words: int = 0, pace_s: float = 0.0) -> Iterator[Stub]:
+    """The stub vLLM server (test double) as a process; yields its /v1 base URL and pid."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.doubles.stub_vllm", "--port", str(port), "--token-delay", str(pace_s),
+         "--reasoning-words", str(reasoning_words), "--answer-words", str(answer_words)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        wait_until_up(url + "/models", "the stub vLLM server")
+        yield Stub(url, process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@dataclass
+class Served:
+    url: str
+    pid: int
+
+
+@contextmanager
+def gpudoc_serve(llm_url: str, db_url: str, workers: int, logs: Path) -> Iterator[Served]:
+    """``gpudoc serve --workers N`` on PostgreSQL as a process; stopped with SIGTERM."""
+    log = logs / f"serve-{uuid.uuid4().hex[:8]}.log"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("GPUDOC_", "LLM_"))}
+    command = [str(GPUDOC), "serve", "--port", "0", "--llm-base-url", llm_url, "--db-url", db_url,
+               "--workers", str(workers), "--scenario", SCENARIO, "--log-level", "info"]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        match = None
+        for _ in range(600):
+            match = SERVE_URL.search(log.read_text())
+            if match or process.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not match:
+            raise RuntimeError(f"gpudoc serve did not start: {log.read_text()[-2000:]}")
+        wait_until_up(match.group(1) + "/healthz", "gpudoc serve", log)
+        for _ in range(600):  # every worker has opened its source, store and model client
+            if log.read_text().count('"gpudoc server ready"') >= workers:
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"not every worker started: {log.read_text()[-2000:]}")
+        yield Served(match.group(1), process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live children (workers, PostgreSQL backends), and of the
+    children it has already waited for."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            total += tree_cpu_seconds(int(child))
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # gone meanwhile
+    return total
+
+
+def completion_tokens(base_url: str) -> float:
+    for line in httpx.get(base_url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith('gpudoc_llm_tokens_total{kind="completion"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# ---- streaming clients -------------------------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    first_token_s: float | None
+    total_s: float
+    ok: bool
+    status: int
+
+
+async def stream_once(client: httpx.AsyncClient, base_url: str) -> Stream:
+    """One conversation on a thread of its own through ``/agent/stream``, read to its end."""
+    body = {"input": {"messages": [{"type": "human", "content": QUESTION}]},
+            "config": {"configurable": {"thread_id": f"bench-{uuid.uuid4().hex}"}}}
+    started = time.perf_counter()
+    first = None
+    ended = failed = False
+    try:
+        async with client.stream("POST", base_url + "/agent/stream", json=body) as response:
+            if response.status_code != 200:
+                await response.aread()
+                return Stream(None, time.perf_counter() - started, False, response.status_code)
+            event = ""
+            async for line in response.aiter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                    ended = ended or event == "end"
+                    failed = failed or event == "error"
+                elif first is None and event == "data" and '"content":"' in line and '"content":""' not in line:
+                    first = time.perf_counter() - started
+    except httpx.HTTPError:
+        return Stream(first, time.perf_counter() - started, False, 0)
+    return Stream(first, time.perf_counter() - started, ended and not failed, 200)
+
+
+async def streams_at_once(base_url: str, count: int) -> tuple[float, list[Stream]]:
+    """(wall seconds to the last stream's end, the streams) for ``count`` streams started together."""
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(stream_once(client, base_url) for _ in range(count)))
+        return time.perf_counter() - started, list(results)
+
+
+async def sequential_turns(base_url: str, count: int, concurrency: int) -> None:
+    async with httpx.AsyncClient(timeout=600) as client:
+        for start in range(0, count, concurrency):
+            batch = await asyncio.gather(*(stream_once(client, base_url) for _ in range(min(concurrency, count - start))))
+            if not all(s.ok for s in batch):
+                raise RuntimeError(f"a turn failed: {batch}")
+
+
+RAW_CLIENT = r'''
+import asyncio, sys, time, openai
+async def main(url, model, turns, concurrency):
+    client = openai.AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0)
+    async def one():
+        stream = await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": sys.argv[5]}], stream=True,
+            stream_options={"include_usage": True})
+        tokens = 0
+        async for chunk in stream:
+            if chunk.choices:
+                delta = chunk.choices[0].delta
+                if delta.content or getattr(delta, "reasoning_content", None):
+                    tokens += 1
+        return tokens
+    await one()  # warm-up: connection, imports
+    started, tokens = time.process_time(), 0
+    for start in range(0, turns, concurrency):
+        tokens += sum(await asyncio.gather(*(one() for _ in range(min(concurrency, turns - start)))))
+    print(time.process_time() - started, tokens)
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+'''
+
+
+def raw_client_cpu(llm_url: str, turns: int, concurrency: int) -> tuple[float, int]:
+    """(CPU seconds, tokens) of the raw OpenAI client receiving ``turns`` streamed answers."""
+    output = subprocess.run([sys.executable, "-c", RAW_CLIENT, llm_url, STUB_MODEL, str(turns), str(concurrency),
+                             QUESTION], capture_output=True, text=True, check=True).stdout.split()
+    return float(output[0]), int(output[1])
+
+
+# ---- measurements ------------------------------------------------------------------------------
+
+
+@dataclass
+class TokenCost:
+    server_ms: float  # per extra streamed token
+    raw_ms: float
+    server_turn_ms: float  # a short turn, whole
+    tokens_per_turn: float
+
+    @property
+    def ratio(self) -> float:
+        return self.server_ms / self.raw_ms
+
+
+def server_turn_cpu(llm_url: str, db_url: str, logs: Path, turns: int, concurrency: int) -> tuple[float, float]:
+    """(CPU seconds per turn, completion tokens per turn) of ``gpudoc serve`` (one worker)."""
+    with gpudoc_serve(llm_url, db_url, 1, logs) as served:
+        asyncio.run(sequential_turns(served.url, 2, 1))  # warm-up
+        cpu, tokens = cpu_seconds(served.pid), completion_tokens(served.url)
+        asyncio.run(sequential_turns(served.url, turns, concurrency))
+        return (cpu_seconds(served.pid) - cpu) / turns, (completion_tokens(served.url) - tokens) / turns
+
+
+def token_cost(db_url: str, logs: Path, args: argparse.Namespace, pace_s: float) -> TokenCost:
+    concurrency = 1 if pace_s == 0 else args.cpu_turns  # paced streams take seconds: run them together
+    long_words = {"reasoning_words": args.reasoning_words, "answer_words": args.answer_words}
+    with stub_vllm(pace_s=pace_s) as short, stub_vllm(pace_s=pace_s, **long_words) as long:
+        short_url, long_url = short.url, long.url
+        short_cpu, short_tokens = server_turn_cpu(short_url, db_url, logs, args.cpu_turns, concurrency)
+        long_cpu, long_tokens = server_turn_cpu(long_url, db_url, logs, args.cpu_turns, concurrency)
+        raw_short, raw_short_tokens = raw_client_cpu(short_url, args.cpu_turns, concurrency)
+        raw_long, raw_long_tokens = raw_client_cpu(long_url, args.cpu_turns, concurrency)
+    server = (long_cpu - short_cpu) / (long_tokens - short_tokens)
+    raw = (raw_long - raw_short) / (raw_long_tokens - raw_short_tokens)
+    return TokenCost(server * 1000, raw * 1000, short_cpu * 1000, long_tokens)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
+
+
+@dataclass
+class Burst:
+    wall_s: float
+    streams: list[Stream]
+    cpu_s: dict[str, float]  # CPU seconds each party used during the burst
+
+    def cpu_text(self) -> str:
+        return ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.cpu_s.items())
+
+
+def burst(served: Served, count: int, parties: dict[str, int]) -> Burst:
+    """``count`` streams at once after a warm-up; with the CPU time of the server, the stub,
+    PostgreSQL (``parties``: name -> pid of a process tree) and this client."""
+    asyncio.run(streams_at_once(served.url, 8))  # warm-up: every worker has served a turn
+    trees = {"gpudoc serve": served.pid, **parties}
+    before = {name: tree_cpu_seconds(pid) for name, pid in trees.items()}
+    client = time.process_time()
+    wall, streams = asyncio.run(streams_at_once(served.url, count))
+    used = {name: tree_cpu_seconds(pid) - before[name] for name, pid in trees.items()}
+    used["client"] = time.process_time() - client
+    return Burst(wall, streams, used)
+
+
+def describe(streams: list[Stream]) -> str:
+    ok = [s for s in streams if s.ok]
+    refused = sum(1 for s in streams if s.status == 429)
+    errors = len(streams) - len(ok) - refused
+    firsts = [s.first_token_s for s in ok if s.first_token_s is not None]
+    totals = [s.total_s for s in ok]
+    text = f"errors {errors}" + (f", refused (429) {refused}" if refused else "")
+    if firsts:
+        text += f"; first token p50 {percentile(firsts, .5):.2f} s p99 {percentile(firsts, .99):.2f} s"
+    if totals:
+        text += f"; whole stream p50 {percentile(totals, .5):.2f} s p99 {percentile(totals, .99):.2f} s"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--burst", type=int, default=60, help="streams at once for 1 vs 2 workers")
+    parser.add_argument("--repeats", type=int, default=3, help="bursts per worker count (alternating)")
+    parser.add_argument("--streams", type=int, default=200, help="streams at once for the latency percentiles")
+    parser.add_argument("--cpu-turns", type=int, default=6, help="turns per CPU-per-token measurement")
+    parser.add_argument("--reasoning-words", type=int, default=500, help="filler tokens before each reasoning")
+    parser.add_argument("--answer-words", type=int, default=1000, help="filler tokens before each answer")
+    parser.add_argument("--pace-ms", type=float, default=4.0, help="ms between tokens for the paced measurement")
+    parser.add_argument("--skip", choices=["cpu", "burst", "streams"], action="append", default=[])
+    args = parser.parse_args()
+
+    logs = Path(tempfile.mkdtemp(prefix="gpudoc-bench-logs-"))
+    database = PostgresServer(Path(tempfile.mkdtemp(prefix="gpudoc-bench-postgres-")))
+    print(f"load average at start: {load_average()} ({os.cpu_count()} CPUs)", flush=True)
+    try:
+        database.start()
+        db_url = database.create_database("gpudoc_bench")
+        if "cpu" not in args.skip:
+            for label, pace_s in (("stub as fast as it writes", 0.0), (f"paced {args.pace_ms:g} ms a token",
+                                                                        args.pace_ms / 1000)):
+                cost = token_cost(db_url, logs, args, pace_s)
+                print(f"CPU per streamed token ({label}; {cost.tokens_per_turn:.0f} tokens a long turn):")
+                print(f"  gpudoc serve (one worker)      {cost.server_ms:8.4f} ms   (short turn {cost.server_turn_ms:.0f} ms)")
+                print(f"  raw OpenAI client              {cost.raw_ms:8.4f} ms")
+                print(f"  ratio server / raw client      {cost.ratio:8.2f}x", flush=True)
+        if "burst" not in args.skip:
+            walls: dict[int, list[float]] = {1: [], 2: []}
+            with stub_vllm() as stub:
+                parties = {"stub": stub.pid, "postgres": database.pid}
+                for repeat in range(args.repeats):
+                    for workers in ((1, 2) if repeat % 2 == 0 else (2, 1)):
+                        with gpudoc_serve(stub.url, db_url, workers, logs) as served:
+                            result = burst(served, args.burst, parties)
+                        walls[workers].append(result.wall_s)
+                        print(f"  burst of {args.burst}, {workers} worker(s): {result.wall_s:6.2f} s; "
+                              f"{describe(result.streams)}; CPU s: {result.cpu_text()} (load {load_average()})",
+                              flush=True)
+            one, two = statistics.median(walls[1]), statistics.median(walls[2])
+            print(f"{args.burst} concurrent streams, PostgreSQL threads, median of {args.repeats}:")
+            print(f"  1 worker                       {one:8.2f} s")
+            print(f"  2 workers                      {two:8.2f} s")
+            print(f"  speed-up                       {one / two:8.2f}x", flush=True)
+        if "streams" not in args.skip:
+            print(f"{args.streams} concurrent streams:")
+            with stub_vllm() as stub:
+                parties = {"stub": stub.pid, "postgres": database.pid}
+                for workers in (1, 2):
+                    with gpudoc_serve(stub.url, db_url, workers, logs) as served:
+                        result = burst(served, args.streams, parties)
+                    print(f"  {workers} worker(s): wall {result.wall_s:.2f} s; {describe(result.streams)}; "
+                          f"CPU s: {result.cpu_text()}", flush=True)
+        print(f"load average at end: {load_average()}")
+    finally:
+        database.stop()
+        shutil.rmtree(database.root, ignore_errors=True)
+        shutil.rmtree(logs, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -125,7 +125,12 @@ async def _events(response: Any) -> AsyncIterator[list[dict[str, Any]]]:
                         if batch:
                             yield batch
                         return
-                    batch.append(_parse(payload, response))
+                    try:
+                        batch.append(_parse(payload, response))
+                    except openai.APIError:
+                        if batch:  # what came before the error is passed on first
+                            yield batch
+                        raise
                 # "event:", "id:", "retry:" and ":" comment lines (keep-alives) carry nothing here
             if batch:
                 yield batch
@@ -191,8 +196,10 @@ def _copy_call(call: dict[str, Any]) -> dict[str, Any]:
 def _merge_choice(into: dict[str, Any], choice: dict[str, Any], *, check_only: bool) -> bool:
     if into.get("index", 0) != choice.get("index", 0):
         return False
+    if into.get("logprobs") is not None or choice.get("logprobs") is not None:
+        return False  # log-probabilities belong to their own tokens: kept per event
     for key, value in choice.items():
-        if key in ("index", "delta") or value is None:
+        if key in ("index", "delta", "logprobs") or value is None:
             continue
         if key == "finish_reason":
             if not check_only:
@@ -201,7 +208,7 @@ def _merge_choice(into: dict[str, Any], choice: dict[str, Any], *, check_only: b
             if not check_only:
                 into[key] = value
         elif into[key] != value:
-            return False  # e.g. log-probabilities: kept per event
+            return False
     delta, added = into.setdefault("delta", {}), choice.get("delta") or {}
     for key, value in added.items():
         if value is None:

@@ -292,7 +292,7 @@ def percentile(values: list[float], fraction: float) -> float:
 class Burst:
     wall_s: float
     streams: list[Stream]
-    cpu_s: dict[str, float]  # CPU seconds each party used during the burst
+    cpu_s: dict[str, float]  # CPU seconds each party (and each worker) used during the burst
 
     def cpu_text(self) -> str:
         return ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.cpu_s.items())
@@ -302,7 +302,9 @@ def burst(served: Served, count: int, parties: dict[str, int]) -> Burst:
     """``count`` streams at once after a warm-up; with the CPU time of the server, the stub,
     PostgreSQL (``parties``: name -> pid of a process tree) and this client."""
     asyncio.run(streams_at_once(served.url, 8))  # warm-up: every worker has served a turn
-    trees = {"gpudoc serve": served.pid, **parties}
+    workers = [int(pid) for pid in Path(f"/proc/{served.pid}/task/{served.pid}/children").read_text().split()
+               if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    trees = {"gpudoc serve": served.pid, **{f"worker {n + 1}": pid for n, pid in enumerate(workers)}, **parties}
     before = {name: tree_cpu_seconds(pid) for name, pid in trees.items()}
     client = time.process_time()
     wall, streams = asyncio.run(streams_at_once(served.url, count))

@@ -94,10 +94,14 @@ async def _chat(args: argparse.Namespace) -> int:
                 if question.startswith("/"):
                     print(HELP)
                     continue
-                async for event in stream_turn(agent, question, thread_id=thread):
-                    renderer.show(event)
-                    if isinstance(event, ErrorEvent):
-                        print(f"gpudoc: error: {event.message}", file=sys.stderr)
+                release = await store.locks.acquire(thread)  # a server may serve this thread too
+                try:
+                    async for event in stream_turn(agent, question, thread_id=thread):
+                        renderer.show(event)
+                        if isinstance(event, ErrorEvent):
+                            print(f"gpudoc: error: {event.message}", file=sys.stderr)
+                finally:
+                    await release()
     except ThreadStoreError as exc:
         raise CliError(str(exc)) from None
     finally:

@@ -47,6 +47,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.doubles, tests.services
 
+from server_stream import percentile, read_agent_stream  # noqa: E402
 from tests.doubles.stub_vllm import STUB_MODEL  # noqa: E402
 from tests.services import free_port  # noqa: E402
 from tests.services.postgres import PostgresServer  # noqa: E402
@@ -177,24 +178,15 @@ async def stream_once(client: httpx.AsyncClient, base_url: str) -> Stream:
     body = {"input": {"messages": [{"type": "human", "content": QUESTION}]},
             "config": {"configurable": {"thread_id": f"bench-{uuid.uuid4().hex}"}}}
     started = time.perf_counter()
-    first = None
-    ended = failed = False
     try:
         async with client.stream("POST", base_url + "/agent/stream", json=body) as response:
             if response.status_code != 200:
                 await response.aread()
                 return Stream(None, time.perf_counter() - started, False, response.status_code)
-            event = ""
-            async for line in response.aiter_lines():
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                    ended = ended or event == "end"
-                    failed = failed or event == "error"
-                elif first is None and event == "data" and '"content":"' in line and '"content":""' not in line:
-                    first = time.perf_counter() - started
+            first, ok = await read_agent_stream(response, started)
     except httpx.HTTPError:
-        return Stream(first, time.perf_counter() - started, False, 0)
-    return Stream(first, time.perf_counter() - started, ended and not failed, 200)
+        return Stream(None, time.perf_counter() - started, False, 0)
+    return Stream(first, time.perf_counter() - started, ok, 200)
 
 
 async def streams_at_once(base_url: str, count: int) -> tuple[float, list[Stream]]:
@@ -281,11 +273,6 @@ def token_cost(db_url: str, logs: Path, args: argparse.Namespace, pace_s: float)
     server = (long_cpu - short_cpu) / (long_tokens - short_tokens)
     raw = (raw_long - raw_short) / (raw_long_tokens - raw_short_tokens)
     return TokenCost(server * 1000, raw * 1000, short_cpu * 1000, long_tokens)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
 
 
 @dataclass

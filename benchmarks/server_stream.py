@@ -124,21 +124,28 @@ async def stream_once(client: httpx.AsyncClient, base_url: str, thread_id: str) 
     body = {"input": {"messages": [{"type": "human", "content": QUESTION}]},
             "config": {"configurable": {"thread_id": thread_id}}}
     started = time.perf_counter()
-    first = None
-    ended = failed = False
     async with client.stream("POST", base_url + "/agent/stream", json=body) as response:
         if response.status_code != 200:
             return None, time.perf_counter() - started, False
-        event = ""
-        async for line in response.aiter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-                ended = ended or event == "end"
-                failed = failed or event == "error"
-            elif line.startswith("data:") and event == "data" and first is None and '"content":"' in line \
-                    and '"content":""' not in line:
-                first = time.perf_counter() - started
-    return first, time.perf_counter() - started, ended and not failed
+        first, ok = await read_agent_stream(response, started)
+    return first, time.perf_counter() - started, ok
+
+
+async def read_agent_stream(response: httpx.Response, started: float) -> tuple[float | None, bool]:
+    """(seconds from ``started`` to the first answer text, ended without an error) of an
+    ``/agent/stream`` response, read to its end."""
+    first = None
+    ended = failed = False
+    event = ""
+    async for line in response.aiter_lines():
+        if line.startswith("event:"):
+            event = line[6:].strip()
+            ended = ended or event == "end"
+            failed = failed or event == "error"
+        elif line.startswith("data:") and event == "data" and first is None and '"content":"' in line \
+                and '"content":""' not in line:
+            first = time.perf_counter() - started
+    return first, ended and not failed
 
 
 async def first_token_over_http(base_url: str, runs: int, warm_up: int = 2) -> list[float]:

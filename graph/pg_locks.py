@@ -27,6 +27,8 @@ from contextlib import asynccontextmanager
 
 import psycopg
 
+from gpudoc.graph.checkpoint import ThreadStoreError
+
 log = logging.getLogger(__name__)
 
 #: first and longest pause between two tries of a lock that is taken
@@ -89,11 +91,14 @@ class PostgresThreadLocks:
         self._generation = 0  # a new session: the locks of the old one are gone
         self._io = asyncio.Lock()  # one statement at a time on the shared connection
         self._queues: dict[int, _Queue] = {}
+        self._closed = False
 
     async def _execute(self, sql: str, key: int) -> tuple[bool, int]:
         """Run ``sql`` with ``key`` on the lock session, reconnecting once if it was lost; (result, session)."""
         async with self._io:
             for attempt in (1, 2):
+                if self._closed:
+                    raise ThreadStoreError("the thread store is closed (the server is stopping)")
                 if self._connection is None or self._connection.closed:
                     self._connection = await self._connect()
                     self._generation += 1
@@ -122,7 +127,14 @@ class PostgresThreadLocks:
 
         async def try_lock() -> bool:
             nonlocal session
-            taken, session = await self._execute("SELECT pg_try_advisory_lock(%s)", key)
+            attempt = asyncio.ensure_future(self._execute("SELECT pg_try_advisory_lock(%s)", key))
+            try:
+                taken, session = await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                # The turn was cancelled (its client left) while the statement ran: if it took the
+                # lock, give it back, or the thread would stay locked as long as this session.
+                await asyncio.shield(self._give_back_if_taken(attempt, key))
+                raise
             return taken
 
         try:
@@ -134,7 +146,7 @@ class PostgresThreadLocks:
 
         async def release() -> None:
             try:
-                if session == self._generation:  # else the lost session already freed it
+                if session == self._generation and not self._closed:  # else the session is gone, and its locks
                     await self._execute("SELECT pg_advisory_unlock(%s)", key)
             except psycopg.Error:
                 log.warning("could not release a thread lock; it is freed when the lock session ends",
@@ -145,12 +157,21 @@ class PostgresThreadLocks:
 
         return release
 
+    async def _give_back_if_taken(self, attempt: asyncio.Future[tuple[bool, int]], key: int) -> None:
+        try:
+            taken, session = await attempt
+            if taken and session == self._generation:
+                await self._execute("SELECT pg_advisory_unlock(%s)", key)
+        except Exception:  # the session is gone, and the lock with it
+            log.debug("could not give back a thread lock taken by a cancelled turn", exc_info=True)
+
     def _leave(self, key: int, queue: _Queue) -> None:
         queue.users -= 1
         if queue.users == 0 and self._queues.get(key) is queue:
             del self._queues[key]
 
     async def aclose(self) -> None:
+        self._closed = True
         async with self._io:
             if self._connection is not None:
                 await self._connection.close()

@@ -141,6 +141,42 @@ async def test_a_lost_lock_session_frees_its_threads_and_the_next_turn_reconnect
         await two.aclose()
 
 
+class LateAnswers:
+    """A lock session whose answers arrive late: a cancellation lands after the server has acted."""
+
+    def __init__(self, connection: psycopg.AsyncConnection) -> None:
+        self.connection = connection
+
+    @property
+    def closed(self) -> bool:
+        return self.connection.closed
+
+    async def execute(self, sql: str, params: Any) -> Any:
+        cursor = await self.connection.execute(sql, params)
+        await asyncio.sleep(0.4)
+        return cursor
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+async def test_a_turn_cancelled_while_taking_its_lock_gives_the_lock_back(db_url: str) -> None:
+    async def late() -> Any:
+        return LateAnswers(await connect(db_url, timeout_s=5))
+
+    leaving, other = PostgresThreadLocks(late), PostgresThreadLocks(lambda: connect(db_url, timeout_s=5))
+    try:
+        acquiring = asyncio.create_task(leaving.acquire("thread-a"))
+        await asyncio.sleep(0.25)  # the lock is taken on the server; the answer is on its way
+        acquiring.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await acquiring
+        await (await asyncio.wait_for(other.acquire("thread-a"), 5))()
+    finally:
+        await leaving.aclose()
+        await other.aclose()
+
+
 # ---- two workers sharing the database ---------------------------------------------------------
 
 

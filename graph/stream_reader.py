@@ -107,8 +107,11 @@ async def _events(response: Any) -> AsyncIterator[list[dict[str, Any]]]:
     """
     buffer = b""
     data: list[bytes] = []
+    done = False
     try:
         async for block in response.aiter_bytes():
+            if done:
+                continue  # read the body to its end, so that the connection goes back to the pool
             buffer += block
             *lines, buffer = buffer.split(b"\n")
             batch: list[dict[str, Any]] = []
@@ -122,9 +125,8 @@ async def _events(response: Any) -> AsyncIterator[list[dict[str, Any]]]:
                     payload = b"\n".join(data)
                     data = []
                     if payload.startswith(b"[DONE]"):
-                        if batch:
-                            yield batch
-                        return
+                        done = True
+                        break
                     try:
                         batch.append(_parse(payload, response))
                     except openai.APIError:

@@ -181,6 +181,15 @@ async def test_a_long_fast_stream_reaches_langchain_in_few_chunks_with_every_tok
     assert sum((c.usage_metadata or {}).get("output_tokens", 0) for c in chunks) == 600
 
 
+async def test_streamed_calls_reuse_one_connection() -> None:
+    stub = StubVllmServer()
+    with stub as url:
+        model = build_chat_model(Settings(llm_base_url=url, llm_model=STUB_MODEL, llm_max_retries=0))
+        for _ in range(3):
+            assert "".join([c.content async for c in model.astream("Is node-2 running hot?")])
+    assert len(stub.client_ports) == 3 and len(set(stub.client_ports)) == 1  # the body is read to its end
+
+
 async def test_tool_calls_stream_whole_through_the_merged_chunks() -> None:
     call = StubToolCall("get_node_details", '{"node_id": "node-2"}')
     with StubVllmServer(policy=lambda body: StubReply(reasoning="check node-2", tool_calls=[call])) as url:

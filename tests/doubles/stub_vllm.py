@@ -327,7 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send_json(400, {"error": {"message": "request body is not JSON", "type": "BadRequestError", "code": 400}})
             return
-        owner.record(body)
+        owner.record(body, client_port=self.client_address[1])
         if owner.fail_status:
             self._send_json(owner.fail_status, {"error": {"message": "stub failure", "type": "InternalServerError",
                                                           "code": owner.fail_status}})
@@ -420,7 +420,9 @@ class StubVllmServer:
     (seconds); ``fail_status`` makes every completion answer with that HTTP status;
     ``reasoning_field`` is ``"reasoning_content"`` (vLLM up to 0.10) or ``"reasoning"`` (newer);
     ``reasoning_words`` and ``answer_words`` put that many words of filler before every reply's
-    reasoning and every answer's text (long streams for benchmarks). Each request body is kept in ``requests`` for assertions.
+    reasoning and every answer's text (long streams for benchmarks). Each request body is kept in
+    ``requests`` for assertions, and the client's port in ``client_ports`` (a new port, a new
+    connection).
     """
 
     def __init__(
@@ -445,6 +447,7 @@ class StubVllmServer:
         self.model = model
         self.reasoning_words, self.answer_words = reasoning_words, answer_words
         self.requests: list[dict[str, Any]] = []
+        self.client_ports: list[int] = []  # the client's port of each request: a new one is a new connection
         self._lock = threading.Lock()
         self._server: _StubHttpServer | None = None
         self._thread: threading.Thread | None = None
@@ -456,9 +459,10 @@ class StubVllmServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def record(self, body: dict[str, Any]) -> None:
+    def record(self, body: dict[str, Any], *, client_port: int = 0) -> None:
         with self._lock:
             self.requests.append(body)
+            self.client_ports.append(client_port)
 
     def start(self) -> str:
         self._server = _StubHttpServer((self.host, self.port), _Handler)

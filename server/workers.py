@@ -2,10 +2,16 @@
 
 Why processes: one Python process serves on one core; a turn's CPU (the graph, the tools, the
 streaming) then queues behind every other turn's. Why uvicorn's supervisor: it starts the
-workers as fresh interpreters, hands them the socket ``gpudoc serve`` already bound (the kernel
-spreads connections over them), restarts a worker that dies or hangs, replaces them one by one
-on SIGHUP, stops them all on SIGINT/SIGTERM, and stops the server when a worker fails to start
-(the store unreachable) instead of restarting it forever.
+workers as fresh interpreters, restarts a worker that dies or hangs, replaces them one by one on
+SIGHUP, stops them all on SIGINT/SIGTERM, and stops the server when a worker fails to start (the
+store unreachable) instead of restarting it forever.
+
+Why a listening socket per worker (``SO_REUSEPORT``) rather than one shared by all: on a shared
+socket every idle worker wakes for a new connection and the first one accepts everything that
+is waiting, so a burst of connections lands mostly on one worker while the other idles. With a
+socket each, the kernel spreads connections over the workers by their address. ``gpudoc serve``
+holds the port with a bound socket that does not listen; each worker (a restarted one too) opens
+its own when it starts (``WorkerListener``).
 
 Each worker builds its own app from the settings (``worker_app``): its own cluster source,
 thread-store connections and model client. Processes share only the socket and the thread store
@@ -21,6 +27,7 @@ import os
 import shutil
 import socket
 import tempfile
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -35,6 +42,27 @@ from gpudoc.server.settings import ServerSettings
 
 #: seconds a stopping worker lets its streams finish
 GRACEFUL_SHUTDOWN_S = 5
+
+
+class WorkerListener:
+    """Stands for "a listening socket on this port" in what the supervisor hands each worker:
+    unpickled in the worker, it is a socket of that worker's own (see the module docstring)."""
+
+    def __init__(self, family: socket.AddressFamily, address: tuple[Any, ...]) -> None:
+        self.family, self.address = family, address
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (listening_socket, (self.family, self.address))
+
+
+def listening_socket(family: socket.AddressFamily, address: tuple[Any, ...]) -> socket.socket:
+    """A socket listening on ``address`` beside the other workers' (``SO_REUSEPORT``)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    return sock
 
 
 def worker_app(settings: ServerSettings, log_level: str) -> FastAPI:
@@ -54,15 +82,17 @@ class _Supervisor(Multiprocess):
                 multiprocess.mark_process_dead(pid)
 
 
-def serve_workers(settings: ServerSettings, listener: socket.socket, *, log_level: str) -> int:
-    """Run ``settings.workers`` workers on ``listener`` until SIGINT/SIGTERM; 1 if a worker failed to start."""
+def serve_workers(settings: ServerSettings, port: socket.socket, *, log_level: str) -> int:
+    """Run ``settings.workers`` workers on the port ``port`` holds (bound with ``SO_REUSEPORT``, not
+    listening) until SIGINT/SIGTERM; 1 if a worker failed to start."""
     metrics_dir = tempfile.mkdtemp(prefix="gpudoc-metrics-")
     os.environ[MULTIPROCESS_DIR_VARIABLE] = metrics_dir  # inherited by the workers, which read it at import
     config = uvicorn.Config(
         functools.partial(worker_app, settings, log_level), factory=True, workers=settings.workers,
         log_config=None, access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    supervisor = _Supervisor(config, sockets=[listener])
+    listener = WorkerListener(port.family, port.getsockname())
+    supervisor = _Supervisor(config, sockets=[listener])  # type: ignore[list-item] - a socket in each worker
     try:
         supervisor.run()
     finally:

@@ -7,7 +7,10 @@ The model is the stub vLLM server (a TEST DOUBLE) in this test process.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -52,7 +55,36 @@ def worker_pids(llm_url: str) -> list[int]:
     assert len(found) == 1, found
     serve_pid = int(found[0])
     children = Path(f"/proc/{serve_pid}/task/{serve_pid}/children").read_text().split()
-    return [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return [int(pid) for pid in children if b"spawn_main" in _read(Path(f"/proc/{pid}/cmdline"))]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""  # the process is gone meanwhile
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports a process listens on (its own sockets, from /proc)."""
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = str(fd.readlink())
+            except FileNotFoundError:
+                continue  # closed meanwhile
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except (FileNotFoundError, ProcessLookupError):
+        return set()  # the process is gone
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def stored_questions(db_url: str, thread_id: str) -> list[str]:
@@ -77,10 +109,22 @@ def test_two_workers_share_one_port_one_thread_and_one_metrics_page(tmp_path: Pa
 
     with stub as llm_url:
         with gpudoc_serve(tmp_path, llm_url, "--workers", "2", "--db-url", db_url) as base_url:
-            assert len(worker_pids(llm_url)) == 2
+            port = int(base_url.rsplit(":", 1)[1])
+            workers = worker_pids(llm_url)
+            assert len(workers) == 2
+            assert all(listening_ports(pid) == {port} for pid in workers)  # a socket each: spread by the kernel
             responses = asyncio.run(_concurrently(lambda q: asyncio.to_thread(ask, base_url, q), questions))
             assert [r.status_code for r in responses] == [200] * len(questions)
             assert metric(base_url, "gpudoc_agent_turns_total", outcome="answered") == len(questions)
+            os.kill(workers[0], signal.SIGKILL)  # a worker dies: it is replaced, on the same port
+            for _ in range(200):
+                replaced = worker_pids(llm_url)
+                if len(replaced) == 2 and workers[0] not in replaced and all(listening_ports(p) for p in replaced):
+                    break
+                time.sleep(0.1)
+            assert len(replaced) == 2 and workers[0] not in replaced
+            assert all(listening_ports(pid) == {port} for pid in replaced)
+            assert all(httpx.get(base_url + "/healthz", timeout=10).status_code == 200 for _ in range(10))
         assert sorted(stored_questions(db_url, thread)) == sorted(questions)  # no turn lost to another
         with gpudoc_serve(tmp_path, llm_url, "--db-url", db_url) as base_url:  # restarted, one worker
             assert ask(base_url, "Which GPUs need an RMA?").status_code == 200

@@ -31,9 +31,14 @@ def add_listen_arguments(parser: argparse.ArgumentParser, *, default_port: int) 
                         help=f"port to listen on; 0 picks a free one (default {default_port})")
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, *, per_worker: bool = False) -> socket.socket:
     """A bound, listening socket, made before the server starts, so that a busy port or a bad host
-    is one clear ``CliError`` rather than a traceback from inside the server's start-up."""
+    is one clear ``CliError`` rather than a traceback from inside the server's start-up.
+
+    ``per_worker``: the port is shared by worker processes that each listen on a socket of their
+    own (``SO_REUSEPORT``; the kernel spreads new connections evenly over them). This socket then
+    only holds the port (and learns it, for port 0): it is bound but does not listen, so no
+    connection ever waits on it."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -42,9 +47,12 @@ def listen(host: str, port: int) -> socket.socket:
         raise CliError(f"Cannot listen on {host}:{port}: {exc.strerror}. Check --host.") from None
     listener = socket.socket(family, kind, proto)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if per_worker:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         listener.bind(address)
-        listener.listen(2048)
+        if not per_worker:
+            listener.listen(2048)
     except OSError as exc:
         listener.close()
         raise CliError(

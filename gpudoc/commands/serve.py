@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError.from_value_error(exc) from None
     threads = asyncio.run(_check_thread_store(settings))
-    listener = listen(args.host, args.port)
+    listener = listen(args.host, args.port, per_worker=settings.workers > 1)
     host, port = listener.getsockname()[:2]
     configure_logging(args.log_level)
     print(

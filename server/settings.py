@@ -16,8 +16,8 @@ class ServerSettings(Settings):
     """``Settings`` plus request limits, each overridable by an environment variable."""
 
     workers: int = option(1, env="GPUDOC_WORKERS", flag="--workers", group=SERVER_GROUP, ge=1, le=64,
-                          help="worker processes sharing the listening socket, each with its own source, "
-                               "thread-store connections and model client; more than 1 needs GPUDOC_DB_URL")
+                          help="worker processes on one port, each with its own source, thread-store "
+                               "connections and model client; more than 1 needs GPUDOC_DB_URL")
 
     max_message_chars: int = option(8000, env="GPUDOC_MAX_MESSAGE_CHARS", ge=1,
                                     help="longest question a request may carry, in characters")

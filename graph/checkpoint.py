@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import aiosqlite
+from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -49,3 +50,28 @@ async def open_checkpointer(path: str | Path) -> AsyncIterator[AsyncSqliteSaver]
                 "Point GPUDOC_DB_PATH (or --db-path / --db) at a writable file."
             ) from exc
         yield saver
+
+
+#: the thread the store probe writes to; client thread ids may contain ':', so the name is one
+#: no conversation would choose, and the probe deletes it again at once
+PROBE_THREAD_ID = "gpudoc:store-probe"
+
+
+async def probe_store(checkpointer: BaseCheckpointSaver) -> None:
+    """Write a checkpoint to the store, read it back and delete it, through the checkpointer API.
+
+    Why a write and not a ping: a store that answers but cannot write (a read-only or full disk,
+    lost permissions, a database corrupted under a page the write needs) fails every turn while
+    a read would pass. Through ``aput``/``aget_tuple``/``adelete_thread`` the probe works for any
+    LangGraph checkpointer (SQLite here, PostgreSQL or another elsewhere). Raises
+    ``ThreadStoreError`` naming the backend's error.
+    """
+    config = {"configurable": {"thread_id": PROBE_THREAD_ID, "checkpoint_ns": ""}}
+    try:
+        saved = await checkpointer.aput(config, empty_checkpoint(), {"source": "input", "step": -1, "parents": {}}, {})
+        found = await checkpointer.aget_tuple(saved)
+        await checkpointer.adelete_thread(PROBE_THREAD_ID)
+    except Exception as exc:  # any backend's error type: sqlite3, psycopg, OSError...
+        raise ThreadStoreError(f"the conversation store cannot be written: {type(exc).__name__}: {exc}") from exc
+    if found is None:
+        raise ThreadStoreError("the conversation store accepted a write but did not return it")

@@ -1,4 +1,4 @@
-"""Checks in front of LangServe's ``/agent`` routes: the server's size limits and thread conflicts.
+"""Checks in front of LangServe's ``/agent`` routes: valid inputs, the server's limits, thread conflicts.
 
 Why a route dependency (``add_routes(..., dependencies=[...])``, LangServe's public hook): the
 limits are this server's settings, not part of the input schema, and a history that contradicts
@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from langchain_core.messages import BaseMessage
 from pydantic import ValidationError
 
 from gpudoc.graph.llm import message_text
@@ -44,10 +46,22 @@ def _thread_ids(body: Any, request: Request, count: int) -> list[str | None]:
     return ids + [header or None] * (count - len(ids))
 
 
-def agent_request_checks(settings: ServerSettings, turns: Callable[[], TurnService]) -> Callable[..., Any]:
-    """The dependency for ``add_routes``: 422 beyond a limit, 409 for a history contradicting its thread.
+def _problems(loc: list[Any], exc: Exception) -> list[dict[str, Any]]:
+    """An input that is not the graph's input, in FastAPI's validation error shape."""
+    if isinstance(exc, ValidationError):
+        return [{"loc": [*loc, *error["loc"]], "msg": str(error["msg"]).removeprefix("Value error, "),
+                 "type": error["type"]} for error in exc.errors()]
+    # LangChain's message coercion raises TypeError/ValueError for a message without a type or
+    # with malformed tool calls, from inside the model's validation
+    return [{"loc": [*loc, "messages"], "msg": f"not a list of LangChain messages: {exc}", "type": "value_error"}]
 
-    Malformed inputs are left to LangServe, which answers them with its own 422.
+
+def agent_request_checks(settings: ServerSettings, turns: Callable[[], TurnService]) -> Callable[..., Any]:
+    """The dependency for ``add_routes``: 422 for an input that is not the graph's input or is
+    beyond a limit, 409 for a history contradicting its thread.
+
+    Every input is validated here, before LangServe, because LangServe reports an input its
+    validation did not foresee (a message without ``type``, a tool call without a name) as a 500.
     """
 
     async def check(request: Request) -> None:
@@ -57,26 +71,42 @@ def agent_request_checks(settings: ServerSettings, turns: Callable[[], TurnServi
         try:
             body = await request.json()
         except ValueError:
-            return
+            return  # the guard in front refuses bodies that are not JSON; nothing to check here
+        if route == "batch" and isinstance(body, dict) and isinstance(body.get("inputs"), list):
+            if len(body["inputs"]) > settings.max_batch_inputs:
+                raise RequestValidationError([{
+                    "loc": ["body", "inputs"], "type": "too_long",
+                    "msg": f"{len(body['inputs'])} inputs; the limit is {settings.max_batch_inputs} per batch "
+                           "(GPUDOC_MAX_BATCH_INPUTS): send several batches, or several requests"}])
         inputs = _inputs(body, route)
-        for raw, thread_id in zip(inputs, _thread_ids(body, request, len(inputs))):
+        problems: list[dict[str, Any]] = []
+        conflicts: list[tuple[str, list[BaseMessage]]] = []
+        for index, (raw, thread_id) in enumerate(zip(inputs, _thread_ids(body, request, len(inputs)))):
+            loc: list[Any] = ["body", "inputs", index] if route == "batch" else ["body", "input"]
             try:
                 parsed = AgentInput.model_validate(raw)
-            except ValidationError:
+            except (ValidationError, TypeError, ValueError) as exc:
+                problems += _problems(loc, exc)
                 continue
             messages = parsed.messages
             question = message_text(messages[-1]).strip()
             if len(question) > settings.max_message_chars:
-                raise HTTPException(422, f"the question is {len(question)} characters; the limit is "
-                                         f"{settings.max_message_chars} (GPUDOC_MAX_MESSAGE_CHARS)")
+                problems.append({"loc": [*loc, "messages", len(messages) - 1, "content"], "type": "too_long",
+                                 "msg": f"the question is {len(question)} characters; the limit is "
+                                        f"{settings.max_message_chars} (GPUDOC_MAX_MESSAGE_CHARS)"})
             if len(messages) - 1 > settings.max_history_messages:
-                raise HTTPException(422, f"{len(messages) - 1} history messages; the limit is "
-                                         f"{settings.max_history_messages} (GPUDOC_MAX_HISTORY_MESSAGES): "
-                                         "use a thread id instead of resending the history")
+                problems.append({"loc": [*loc, "messages"], "type": "too_long",
+                                 "msg": f"{len(messages) - 1} history messages; the limit is "
+                                        f"{settings.max_history_messages} (GPUDOC_MAX_HISTORY_MESSAGES): "
+                                        "use a thread id instead of resending the history"})
             if thread_id and isinstance(thread_id, str) and len(messages) > 1:
-                try:
-                    await turns().history_to_add(thread_id, messages[:-1])
-                except ThreadConflictError as exc:
-                    raise HTTPException(409, str(exc)) from None
+                conflicts.append((thread_id, messages[:-1]))
+        if problems:
+            raise RequestValidationError(problems)
+        for thread_id, history in conflicts:
+            try:
+                await turns().history_to_add(thread_id, history)
+            except ThreadConflictError as exc:
+                raise HTTPException(409, str(exc)) from None
 
     return check

@@ -15,37 +15,58 @@ Thread semantics (the same for every route and client):
   does not hold yet are added, so nothing is stored twice. A history that contradicts the
   thread (a different question or answer at the same place) is refused with
   ``ThreadConflictError`` rather than merged or silently dropped.
+- **Turns at once on one thread** run one after the other, in arrival order; the later ones
+  first stream a ``queued`` status. Nothing is lost: each turn sees the answers before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import aclosing
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
+from gpudoc.graph.checkpoint import PROBE_THREAD_ID, ThreadStoreError, probe_store
 from gpudoc.graph.contracts import (
     AgentEvent,
     DoneEvent,
     ErrorEvent,
+    StatusEvent,
     TokenEvent,
     ToolEndEvent,
     TurnResult,
 )
+from gpudoc.graph.deadline import stream_turn_within
 from gpudoc.graph.llm import message_text
-from gpudoc.graph.runner import stream_turn
 from gpudoc.server.metrics import ServerMetrics
+from gpudoc.server.thread_locks import ThreadLocks
+from gpudoc.tools.cluster_tools import TOOL_NAMES
 
 THREAD_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
+log = logging.getLogger("gpudoc.server.turns")
+
+#: how the error of a turn the store could not keep begins, on every route
+NOT_SAVED_PREFIX = "The turn was not saved: "
+
 
 class TurnFailedError(RuntimeError):
-    """The agent ended a turn with an error event instead of an answer."""
+    """The agent ended a turn with an error event instead of an answer; ``kind`` as ``ErrorEvent``'s."""
+
+    def __init__(self, message: str, *, kind: str = "agent") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    @property
+    def not_saved(self) -> bool:
+        """The conversation store failed: nothing of the turn was kept."""
+        return self.kind == "store"
 
 
 class ThreadConflictError(ValueError):
@@ -93,16 +114,25 @@ def new_thread_id() -> str:
 
 
 def valid_thread_id(value: str) -> bool:
-    return bool(THREAD_ID_PATTERN.match(value))
+    return bool(THREAD_ID_PATTERN.match(value)) and value != PROBE_THREAD_ID
 
 
 class TurnService:
-    """Runs turns on one compiled agent and records what happened in the server's metrics."""
+    """Runs turns on one compiled agent and records what happened in the server's metrics.
 
-    def __init__(self, agent: Any, metrics: ServerMetrics, *, enable_thinking: bool) -> None:
+    Turns on one thread run one at a time, in arrival order (``ThreadLocks``); each turn ends by
+    ``turn_timeout_s`` (``graph/deadline.py``); a turn that fails because the conversation store
+    failed says that it was not saved (``ErrorEvent.kind == "store"``).
+    """
+
+    def __init__(self, agent: Any, metrics: ServerMetrics, *, enable_thinking: bool,
+                 turn_timeout_s: float | None = None, known_tools: Iterable[str] = TOOL_NAMES) -> None:
         self.agent = agent
         self.metrics = metrics
         self.enable_thinking = enable_thinking
+        self.turn_timeout_s = turn_timeout_s
+        self.known_tools = frozenset(known_tools)
+        self.threads = ThreadLocks()
         self._background: set[asyncio.Task[None]] = set()
 
     async def stream(
@@ -117,8 +147,26 @@ class TurnService:
 
         Raises ``ThreadConflictError`` before the turn starts when ``history`` contradicts the thread.
         """
-        thread = thread_id or new_thread_id()
-        await self._add_history(thread, await self.history_to_add(thread_id, history) if thread_id else history)
+        if thread_id is None:
+            turn = self._stream(question, new_thread_id(), history=history, private=True,
+                                enable_thinking=enable_thinking)
+            async with aclosing(turn):
+                async for event in turn:
+                    yield event
+            return
+        if self.threads.busy(thread_id):
+            yield StatusEvent(stage="queued", detail="waiting for the turn before it on this thread to finish")
+        async with self.threads.hold(thread_id):
+            # Matched against the thread only now, with the turns before it answered.
+            added = await self.history_to_add(thread_id, history)
+            turn = self._stream(question, thread_id, history=added, private=False, enable_thinking=enable_thinking)
+            async with aclosing(turn):
+                async for event in turn:
+                    yield event
+
+    async def _stream(self, question: str, thread: str, *, history: Sequence[BaseMessage], private: bool,
+                      enable_thinking: bool | None) -> AsyncIterator[AgentEvent]:
+        await self._add_history(thread, history)
         events: asyncio.Queue[AgentEvent | None] = asyncio.Queue()
         producer = asyncio.create_task(
             self._produce(events, question, thread, self.enable_thinking if enable_thinking is None else enable_thinking),
@@ -132,6 +180,8 @@ class TurnService:
                 if isinstance(event, TokenEvent) and not first_token_seen:
                     first_token_seen = True
                     self.metrics.first_token_latency.observe(time.perf_counter() - started)
+                if isinstance(event, ErrorEvent):
+                    event = await self._explained(event)
                 self._observe(event)
                 if isinstance(event, (DoneEvent, ErrorEvent)):
                     finished = True
@@ -150,7 +200,7 @@ class TurnService:
                     producer.cancel()
                     await asyncio.shield(asyncio.wait({producer}))
             finally:
-                if thread_id is None:
+                if private:
                     # A private thread goes once its turn has completely wound down, never while
                     # the turn's own clean-up may still write to it.
                     if producer.done():
@@ -163,12 +213,28 @@ class TurnService:
     ) -> None:
         """Runs the turn in a task of its own, so that only ``stream`` ever cancels it, and only once."""
         try:
-            turn = stream_turn(self.agent, question, thread_id=thread_id, enable_thinking=enable_thinking)
+            turn = stream_turn_within(self.agent, question, deadline_s=self.turn_timeout_s, thread_id=thread_id,
+                                      enable_thinking=enable_thinking)
             async with aclosing(turn):
                 async for event in turn:
                     events.put_nowait(event)
         finally:
             events.put_nowait(None)
+
+    async def _explained(self, event: ErrorEvent) -> ErrorEvent:
+        """A failed turn whose store cannot be written says so: nothing of it was kept."""
+        if event.kind == "store":
+            return event
+        checkpointer = getattr(self.agent, "checkpointer", None)
+        if checkpointer is None:
+            return event
+        try:
+            await probe_store(checkpointer)
+        except ThreadStoreError as problem:
+            return ErrorEvent(kind="store", message=(
+                f"{NOT_SAVED_PREFIX}{problem}. Nothing of this turn is kept in the conversation; check the "
+                "conversation store (GPUDOC_DB_PATH: disk space, permissions, integrity) and /readyz."))
+        return event
 
     async def run(
         self,
@@ -185,7 +251,7 @@ class TurnService:
                 if isinstance(event, DoneEvent):
                     return event.result
                 if isinstance(event, ErrorEvent):
-                    raise TurnFailedError(event.message)
+                    raise TurnFailedError(event.message, kind=event.kind)
         raise TurnFailedError("the agent ended the turn without an answer")
 
     def _forget_later(self, thread_id: str) -> None:
@@ -200,8 +266,12 @@ class TurnService:
         every request, so keeping its one-turn threads would only grow the database forever.
         """
         checkpointer = getattr(self.agent, "checkpointer", None)
-        if checkpointer is not None and hasattr(checkpointer, "adelete_thread"):
+        if checkpointer is None or not hasattr(checkpointer, "adelete_thread"):
+            return
+        try:
             await checkpointer.adelete_thread(thread_id)
+        except Exception as error:  # a failing store: the turn already said so; the leftover is harmless
+            log.warning("a private thread could not be deleted", extra={"thread_id": thread_id, "error": str(error)})
 
     async def history_to_add(self, thread_id: str, history: Sequence[BaseMessage]) -> list[BaseMessage]:
         """What of ``history`` the thread lacks; ``ThreadConflictError`` when it contradicts the thread."""
@@ -217,7 +287,9 @@ class TurnService:
 
     def _observe(self, event: AgentEvent) -> None:
         if isinstance(event, ToolEndEvent):
-            self.metrics.tool_calls.labels(event.name, "error" if event.error else "ok").inc()
+            # a tool name the model invented must not become a new time series
+            name = event.name if event.name in self.known_tools else "unknown"
+            self.metrics.tool_calls.labels(name, "error" if event.error else "ok").inc()
         elif isinstance(event, DoneEvent):
             result = event.result
             if result.degraded:

@@ -24,7 +24,7 @@ from gpudoc.graph.agent import build_agent
 from gpudoc.graph.checkpoint import ThreadStoreError, open_checkpointer
 from gpudoc.graph.contracts import ErrorEvent
 from gpudoc.graph.llm import build_chat_model
-from gpudoc.graph.runner import stream_turn
+from gpudoc.graph.deadline import stream_turn_within
 
 HELP = "Ask about the cluster. /new starts a new conversation, /exit leaves."
 HISTORY_FILE = Path("~/.gpudoc_history").expanduser()
@@ -94,7 +94,8 @@ async def _chat(args: argparse.Namespace) -> int:
                 if question.startswith("/"):
                     print(HELP)
                     continue
-                async for event in stream_turn(agent, question, thread_id=thread):
+                async for event in stream_turn_within(agent, question, deadline_s=settings.turn_timeout_s,
+                                                      thread_id=thread):
                     renderer.show(event)
                     if isinstance(event, ErrorEvent):
                         print(f"gpudoc: error: {event.message}", file=sys.stderr)

@@ -2,12 +2,21 @@
 
 Why bind and open the source before starting uvicorn: a busy port or a misspelt scenario should
 be one clear line and exit code 2, not a traceback from inside the server's start-up.
+
+Why a non-loopback address needs the token: the agent reads the whole cluster's state and runs
+model calls on the site's GPUs; open without a token, anyone on the network can do both. The
+operator can still choose that, out loud (``--insecure-no-auth``).
+
+Shutdown: on SIGTERM the listener closes at once and the turns in flight get
+``GPUDOC_SHUTDOWN_GRACE_S`` to finish (streams included), then the server stops.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import socket
 from pathlib import Path
 
 import uvicorn
@@ -18,6 +27,7 @@ from gpudoc.commands.options import add_option_groups, settings_from_args
 from gpudoc.config import AGENT_GROUP, LLM_GROUP, SOURCE_GROUP, THREADS_GROUP
 from gpudoc.graph.checkpoint import ThreadStoreError, open_checkpointer
 from gpudoc.server.app import create_app
+from gpudoc.server.langserve_compat import let_streams_finish_on_shutdown
 from gpudoc.server.logs import configure_logging
 from gpudoc.server.settings import ServerSettings
 from gpudoc.tools.sources.factory import open_source
@@ -35,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_listen_arguments(parser, default_port=8080)
+    parser.add_argument("--insecure-no-auth", action="store_true",
+                        help="listen on a non-loopback address without GPUDOC_API_TOKEN (anyone who can reach it "
+                             "can ask questions and read the cluster's state); refused otherwise")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info",
                         help="log level of the JSON logs on stderr (default info)")
     add_option_groups(parser, THREADS_GROUP, SOURCE_GROUP, LLM_GROUP, AGENT_GROUP, settings_cls=ServerSettings)
@@ -43,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, ServerSettings)
+    open_to_network = not loopback_only(args.host)
+    if open_to_network and not settings.token and not args.insecure_no_auth:
+        raise CliError(
+            f"Refusing to listen on {args.host} without an API token: anyone who can reach it could ask "
+            "questions and read the cluster's state. Set GPUDOC_API_TOKEN, listen on 127.0.0.1, or pass "
+            "--insecure-no-auth to accept that."
+        )
     try:
         options = settings.source_options(realtime=True)
         source = open_source(options)  # fails here, clearly, on a bad scenario or option
@@ -52,21 +72,34 @@ def run(args: argparse.Namespace) -> int:
     listener = listen(args.host, args.port)
     host, port = listener.getsockname()[:2]
     configure_logging(args.log_level)
+    access = "API token required" if settings.token else (
+        "NO API TOKEN: open to anyone who can reach it (--insecure-no-auth)" if open_to_network else "no API token")
     print(
         f"gpudoc serve: chat page on http://{url_host(host)}:{port}/ (LangServe at /agent, playground at "
         f"/agent/playground/); source {options.source}; model {settings.llm_model} at {settings.llm_base_url}; "
-        f"threads in {settings.db_path}" + ("; API token required" if settings.token else ""),
+        f"threads in {settings.db_path}; {access}",
         flush=True,
     )
     app = create_app(settings, source=source, owns_source=True)
+    let_streams_finish_on_shutdown()
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)
     )
     try:
         server.run(sockets=[listener])
     finally:
         listener.close()
     return 0
+
+
+def loopback_only(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback address (127.0.0.0/8, ::1, localhost)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return False  # listen() reports the bad host in its own words
+    addresses = {info[4][0].split("%", 1)[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(address).is_loopback for address in addresses)
 
 
 async def _check_thread_store(db_path: Path) -> None:

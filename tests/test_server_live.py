@@ -36,7 +36,16 @@ SERVE_URL = re.compile(r"chat page on (http://\S+?)/ ")
 
 @contextmanager
 def gpudoc_serve(tmp_path: Path, llm_url: str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``gpudoc serve`` on a free port of 127.0.0.1; yields its base URL, stops it with SIGTERM.
+    """``gpudoc serve`` on a free port of 127.0.0.1; yields its base URL, stops it with SIGTERM."""
+    with gpudoc_serve_process(tmp_path, llm_url, *args, env=env) as (base_url, _process):
+        yield base_url
+
+
+@contextmanager
+def gpudoc_serve_process(tmp_path: Path, llm_url: str, *args: str,
+                         env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``gpudoc serve`` on a free port of 127.0.0.1; yields its base URL and the process, stops it
+    with SIGTERM if it still runs.
 
     Its output goes to a file, not a pipe: a pipe nobody drains fills up and freezes the server
     mid-test, which would look like the very hang these tests look for.
@@ -61,7 +70,7 @@ def gpudoc_serve(tmp_path: Path, llm_url: str, *args: str, env: dict[str, str] |
             raise AssertionError(f"gpudoc serve did not start: {log_path.read_text()[-2000:]!r}")
         base_url = match.group(1)
         wait_until_healthy(base_url, lambda: log_path.read_text()[-2000:])
-        yield base_url
+        yield base_url, process
     finally:
         if process.poll() is None:
             process.terminate()
@@ -204,6 +213,163 @@ def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatc
         assert threads == set()
     answer_requests = [r for r in stub.requests if any(m.get("role") == "tool" for m in r["messages"])]
     assert len(answer_requests) == 1  # the cancelled answer was not retried
+
+
+def test_a_client_leaving_the_original_chat_cancels_its_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    aborted = threading.Event()
+    write_chunk = stub_vllm._Handler._write_chunk
+
+    def write_or_notice_abort(handler: Any, data: bytes) -> None:
+        try:
+            write_chunk(handler, data)
+        except (BrokenPipeError, ConnectionResetError):
+            aborted.set()
+            raise
+
+    monkeypatch.setattr(stub_vllm._Handler, "_write_chunk", write_or_notice_abort)
+    stub = StubVllmServer(policy=long_answer_policy, token_delay=0.01)
+    with stub as llm_url, gpudoc_serve(tmp_path, llm_url) as url:
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up while the answer is being written
+            httpx.post(url + "/api/agent/chat", json={"message": "Is node-2 running hot?"}, timeout=2.0)
+        assert aborted.wait(timeout=8), (
+            "the server kept the model writing after the client left; server log: "
+            + (tmp_path / "serve.log").read_text()[-2000:])
+        cancelled = 0.0
+        for _ in range(100):
+            cancelled = metric(url, "gpudoc_agent_turns_total", outcome="cancelled")
+            if cancelled:
+                break
+            time.sleep(0.05)
+        assert cancelled == 1 and metric(url, "gpudoc_turns_in_flight") == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Shutdown: SIGTERM stops accepting, lets turns in flight finish within the grace period
+# ------------------------------------------------------------------------------------------------
+
+SHORT_ANSWER = "GPU 3 of node-2 reads 89.2 °C. " * 60
+
+
+def short_answer_policy(body: dict[str, Any]) -> StubReply:
+    if any(message.get("role") == "tool" for message in body.get("messages") or []):
+        return StubReply(content=SHORT_ANSWER)
+    return keyword_policy(body)
+
+
+def stream_until_end(url: str, on_first_token: Any) -> tuple[str, list[str]]:
+    """Stream one turn from ``/agent/stream``; calls ``on_first_token`` once the answer starts.
+
+    Returns the answer received and the SSE event names, with ``"cut"`` last when the server
+    closed the connection in the middle of the stream.
+    """
+    body = {"input": {"messages": [{"type": "human", "content": "Is node-2 running hot?"}]}}
+    answer, events = "", []
+    with httpx.Client(timeout=60) as client, client.stream("POST", url + "/agent/stream", json=body) as response:
+        assert response.status_code == 200
+        event = None
+        try:
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                    events.append(event)
+                elif line.startswith("data:") and event == "data":
+                    chunk = json.loads(line[5:])
+                    if chunk["content"] and not answer:
+                        on_first_token()
+                    answer += chunk["content"]
+        except httpx.RemoteProtocolError:
+            events.append("cut")
+    return answer, events
+
+
+def test_sigterm_lets_a_stream_in_flight_finish_and_refuses_new_connections(tmp_path: Path) -> None:
+    refused: list[BaseException] = []
+    with StubVllmServer(policy=short_answer_policy, token_delay=0.005) as llm_url, \
+            gpudoc_serve_process(tmp_path, llm_url) as (url, process):
+
+        def terminate_and_knock() -> None:
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            try:
+                httpx.get(url + "/healthz", timeout=2)
+            except httpx.TransportError as exc:
+                refused.append(exc)
+
+        knocking = threading.Thread(target=terminate_and_knock)
+        answer, events = stream_until_end(url, knocking.start)
+        knocking.join()
+        stopped = process.wait(timeout=20)
+    assert answer.strip() == SHORT_ANSWER.strip()  # the whole answer arrived after SIGTERM
+    assert events[-1] == "end" and "error" not in events
+    assert refused and isinstance(refused[0], httpx.ConnectError)  # the listener closed at once
+    assert stopped in (0, -signal.SIGTERM)
+
+
+def test_sigterm_cuts_what_outlasts_the_grace_period(tmp_path: Path) -> None:
+    with StubVllmServer(policy=long_answer_policy, token_delay=0.01) as llm_url, \
+            gpudoc_serve_process(tmp_path, llm_url, env={"GPUDOC_SHUTDOWN_GRACE_S": "1"}) as (url, process):
+        signalled: list[float] = []
+
+        def terminate() -> None:
+            signalled.append(time.monotonic())
+            process.send_signal(signal.SIGTERM)
+
+        answer, events = stream_until_end(url, terminate)
+        process.wait(timeout=20)
+        stopped_after = time.monotonic() - signalled[0]
+    assert events[-1] == "cut"
+    assert len(answer) < len(long_answer_policy({"messages": [{"role": "tool"}]}).content)
+    assert stopped_after < 8  # one second of grace, then the stream was cut and the server stopped
+
+
+# ------------------------------------------------------------------------------------------------
+# Deployment: a network address needs the token
+# ------------------------------------------------------------------------------------------------
+
+
+def serve_command_of(text: str) -> list[str]:
+    """``gpudoc serve ...`` as a deployment file starts it, on a free port."""
+    words = text.split()
+    start = next(i for i, word in enumerate(words) if word.endswith("gpudoc") and words[i + 1] == "serve")
+    command = [str(GPUDOC), *words[start + 1:]]
+    return [("0" if previous == "--port" else word) for previous, word in zip(["", *command], command)]
+
+
+@pytest.mark.parametrize("deployment", ["Dockerfile", "systemd/gpudoc.service", "command line"])
+def test_serve_refuses_a_network_address_without_a_token(tmp_path: Path, deployment: str) -> None:
+    if deployment == "command line":
+        command = [str(GPUDOC), "serve", "--host", "0.0.0.0", "--port", "0"]
+    elif deployment == "Dockerfile":
+        cmd = next(line for line in (REPO / "infra" / "Dockerfile").read_text().splitlines() if line.startswith("CMD"))
+        command = serve_command_of(" ".join(json.loads(cmd[3:])))
+    else:
+        unit = (REPO / "infra" / deployment).read_text()
+        command = serve_command_of(next(line for line in unit.splitlines() if line.startswith("ExecStart="))[10:])
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("GPUDOC_", "LLM_"))}
+    environment["GPUDOC_API_TOKEN"] = ""  # as the shipped env file leaves it
+    result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "without an API token" in result.stderr and "GPUDOC_API_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_on_a_network_address_with_insecure_no_auth_says_so(tmp_path: Path) -> None:
+    with gpudoc_serve_process(tmp_path, "http://127.0.0.1:9/v1", "--host", "0.0.0.0", "--insecure-no-auth") as (url, _):
+        banner = (tmp_path / "serve.log").read_text()
+        assert httpx.get(url.replace("0.0.0.0", "127.0.0.1") + "/healthz").status_code == 200
+    assert "NO API TOKEN" in banner
+
+
+def test_compose_requires_the_token_and_keeps_the_model_api_local() -> None:
+    import yaml
+
+    compose = yaml.safe_load((REPO / "infra" / "docker-compose.yml").read_text())
+    gpudoc = compose["services"]["gpudoc"]
+    token = next(entry for entry in gpudoc["environment"] if entry.startswith("GPUDOC_API_TOKEN="))
+    assert token.startswith("GPUDOC_API_TOKEN=${GPUDOC_API_TOKEN:?")  # compose refuses to start without it
+    assert all(port.startswith("127.0.0.1:") for port in compose["services"]["vllm"]["ports"])
+    grace = int(gpudoc["stop_grace_period"].rstrip("s"))
+    assert grace > 30  # longer than GPUDOC_SHUTDOWN_GRACE_S's default
 
 
 # ------------------------------------------------------------------------------------------------

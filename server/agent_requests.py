@@ -51,9 +51,11 @@ def _problems(loc: list[Any], exc: Exception) -> list[dict[str, Any]]:
     if isinstance(exc, ValidationError):
         return [{"loc": [*loc, *error["loc"]], "msg": str(error["msg"]).removeprefix("Value error, "),
                  "type": error["type"]} for error in exc.errors()]
-    # LangChain's message coercion raises TypeError/ValueError for a message without a type or
-    # with malformed tool calls, from inside the model's validation
-    return [{"loc": [*loc, "messages"], "msg": f"not a list of LangChain messages: {exc}", "type": "value_error"}]
+    # LangChain's message classes raise TypeError, KeyError, AttributeError... for a message
+    # without a type, a tool message without its call id, malformed tool calls, from inside the
+    # model's validation
+    detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, AttributeError)) else str(exc)
+    return [{"loc": [*loc, "messages"], "msg": f"not a list of LangChain messages: {detail}", "type": "value_error"}]
 
 
 def agent_request_checks(settings: ServerSettings, turns: Callable[[], TurnService]) -> Callable[..., Any]:
@@ -78,14 +80,25 @@ def agent_request_checks(settings: ServerSettings, turns: Callable[[], TurnServi
                     "loc": ["body", "inputs"], "type": "too_long",
                     "msg": f"{len(body['inputs'])} inputs; the limit is {settings.max_batch_inputs} per batch "
                            "(GPUDOC_MAX_BATCH_INPUTS): send several batches, or several requests"}])
+        if route == "batch" and isinstance(body, dict) and not isinstance(body.get("inputs"), list):
+            raise RequestValidationError([{"loc": ["body", "inputs"], "type": "list_type",
+                                           "msg": "inputs must be a list of inputs, one per question"}])
         inputs = _inputs(body, route)
+        configs = body.get("config") if isinstance(body, dict) else None
+        if route == "batch" and isinstance(body, dict) and "config" in body and not isinstance(configs, (dict, list)):
+            raise RequestValidationError([{"loc": ["body", "config"], "type": "value_error",
+                                           "msg": "config must be an object, or a list of one object per input"}])
+        if route == "batch" and isinstance(configs, list) and len(configs) != len(inputs):
+            raise RequestValidationError([{
+                "loc": ["body", "config"], "type": "value_error",
+                "msg": f"{len(configs)} configs for {len(inputs)} inputs: send one config, or one per input"}])
         problems: list[dict[str, Any]] = []
         conflicts: list[tuple[str, list[BaseMessage]]] = []
         for index, (raw, thread_id) in enumerate(zip(inputs, _thread_ids(body, request, len(inputs)))):
             loc: list[Any] = ["body", "inputs", index] if route == "batch" else ["body", "input"]
             try:
                 parsed = AgentInput.model_validate(raw)
-            except (ValidationError, TypeError, ValueError) as exc:
+            except Exception as exc:  # LangChain's message classes raise KeyError, AttributeError... on bad input
                 problems += _problems(loc, exc)
                 continue
             messages = parsed.messages

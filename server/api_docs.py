@@ -12,7 +12,8 @@ and 503 answers. This adds them, once, where the server really answers them:
 - every route that runs turns: 429 with ``Retry-After``, 500 (the agent failed) and 503 (the
   turn was not saved, or the agent is not running);
 - LangServe's turn routes: 409 (a history that contradicts the thread), as FastAPI's
-  ``{"detail": "..."}``.
+  ``{"detail": "..."}``; its ``/c/{config_hash}/`` routes: 400 for a hash it did not make;
+- the streaming routes answer ``text/event-stream``, not the JSON LangServe declares.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from gpudoc.server.admission import turn_route
+from gpudoc.server.admission import STREAMING_ROUTES, turn_route
 from gpudoc.server.errors import ErrorResponse
 from gpudoc.server.guards import ORIGINAL_API_PREFIX, needs_json, needs_token
 
@@ -51,6 +52,8 @@ def _errors_of(path: str, method: str) -> dict[str, dict[str, Any]]:
             added["400"] = _response("the body is not UTF-8 JSON, nests too deep or holds a lone surrogate, "
                                      "or a field is invalid", _ERROR)
         added["413"] = _response("the body is larger than GPUDOC_MAX_BODY_BYTES", _ERROR)
+    if "{config_hash}" in path:
+        added["400"] = _response("the config hash is not one this server made", _HTTP_ERROR)
     route = turn_route({"type": "http", "method": method.upper(), "path": path.replace("{config_hash}", "x")})
     if route is not None:
         added["429"] = _response(
@@ -79,6 +82,11 @@ def document_errors(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 for status, response in _errors_of(path, method).items():
                     responses.setdefault(status, response)
+                if turn_route({"type": "http", "method": method.upper(), "path": path}) in STREAMING_ROUTES:
+                    ok = responses.get("200", {})
+                    ok["content"] = {"text/event-stream": {"schema": {"description": (
+                        "server-sent events: metadata, data (one message chunk or log patch each), end; "
+                        "an error event when the turn fails")}}}
         app.openapi_schema = schema
         return schema
 

@@ -209,6 +209,7 @@ def create_app(
         per_req_config_modifier=thread_config_modifier,
         enable_feedback_endpoint=False,
         enable_public_trace_link_endpoint=False,
+        disabled_endpoints=["token_feedback"],  # needs LangSmith on the server; answers 400 otherwise
     )
     app.include_router(original_api_router(turns=runtime.require_turns, settings=config, probe=probe))
     app.include_router(ops_router(metrics=metrics, probe=probe, source=lambda: runtime.source,

@@ -5,8 +5,9 @@ Why one ASGI layer rather than FastAPI dependencies: LangServe's routes are adde
 them; and an oversized body must be refused before anyone buffers it.
 
 Why the JSON check here: both APIs take JSON only, and what the parsers downstream do with a
-body that is not UTF-8, nests 40,000 levels (``RecursionError``) or carries a lone surrogate
-(``UnicodeEncodeError`` when the text reaches the model or the store) is a 500 with a traceback.
+body that is not UTF-8, nests 40,000 levels (``RecursionError``), carries a lone surrogate
+(``UnicodeEncodeError`` when the text reaches the model or the store) or an integer beyond 64
+bits (LangServe's event serialiser) is a 500 with a traceback.
 One parse here, bounded by the size limit, answers each with a 400 that says what is wrong.
 """
 
@@ -45,7 +46,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def json_body_problem(body: bytes) -> str | None:
-    """Why ``body`` is not acceptable JSON (not UTF-8, not JSON, too deep, a lone surrogate), or None."""
+    """Why ``body`` is not acceptable JSON (empty, not UTF-8, not JSON, too deep, a lone surrogate), or None."""
+    if not body.strip():
+        return "the body is empty: send a JSON object"
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -62,6 +65,8 @@ def json_body_problem(body: bytes) -> str | None:
         if isinstance(item, str):
             if _SURROGATE.search(item):
                 return "a string holds a lone UTF-16 surrogate (an escape like \\ud800 without its pair): not text"
+        elif isinstance(item, int) and not isinstance(item, bool) and not -(2**63) <= item < 2**64:
+            return "a number is beyond 64-bit integers (no field takes one)"
         elif isinstance(item, (dict, list)):
             if depth > MAX_JSON_DEPTH:
                 return f"the JSON nests deeper than {MAX_JSON_DEPTH} levels"
@@ -133,7 +138,7 @@ class GuardMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        problem = json_body_problem(body) if body and needs_json(scope.get("path", "")) else None
+        problem = json_body_problem(body) if needs_json(scope.get("path", "")) else None
         if problem:
             await self._malformed(send, scope.get("path", ""), problem)
             return

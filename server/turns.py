@@ -83,6 +83,23 @@ def _entry(message: BaseMessage) -> tuple[str, str] | None:
     return None
 
 
+def conversation_of(sent: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The questions and answers of a history a client sent, as plain messages.
+
+    Why rebuilt: a client's messages are its own objects (any LangChain type, with metadata,
+    artifacts and tool traffic from elsewhere); the thread keeps the conversation gpudoc reads,
+    question and answer texts, which a later turn compacts to anyway. Tool calls, tool results
+    and system messages sent along are not part of it.
+    """
+    rebuilt: list[BaseMessage] = []
+    for message in sent:
+        entry = _entry(message)
+        if entry is not None:
+            role, text = entry
+            rebuilt.append(HumanMessage(content=text) if role == "human" else AIMessage(content=text))
+    return rebuilt
+
+
 def history_to_add(stored: Sequence[BaseMessage], sent: Sequence[BaseMessage], *, thread_id: str) -> list[BaseMessage]:
     """The messages of ``sent`` that a thread holding ``stored`` does not hold yet.
 
@@ -147,6 +164,7 @@ class TurnService:
 
         Raises ``ThreadConflictError`` before the turn starts when ``history`` contradicts the thread.
         """
+        history = conversation_of(history)
         if thread_id is None:
             turn = self._stream(question, new_thread_id(), history=history, private=True,
                                 enable_thinking=enable_thinking)

@@ -46,8 +46,9 @@ _MARKDOWN_DEF = re.compile(r"\[[^\]]*\]:\s*\S+")
 _ANGLE = re.compile(r"<[^<>]{0,200}>")
 #: bare URLs lose their scheme separator so no renderer auto-links them
 _URL_SCHEME = re.compile(r"\b([a-z][a-z0-9+.-]{1,15})://", re.IGNORECASE)
-#: what needs no cleaning at all: words, digits and harmless punctuation, single spaces
-_PLAIN = re.compile(r"[\w.,;@#%+=()'\"/*-]+(?: [\w.,;@#%+=()'\"/*-]+)*")
+#: what needs no cleaning at all: words, digits and harmless punctuation, single spaces (and no
+#: ``://``, checked apart)
+_PLAIN = re.compile(r"[\w.,:;@#%+=()'\"/*-]+(?: [\w.,:;@#%+=()'\"/*-]+)*")
 
 
 def _visible(ch: str) -> str:
@@ -67,7 +68,7 @@ def neutralise_markup(value: str) -> str:
     The words stay where they were; nothing is cut. Used directly for text gpudoc composes from
     cleaned values, and as the first step of ``clean_cluster_text``.
     """
-    if _PLAIN.fullmatch(value):
+    if _PLAIN.fullmatch(value) and "://" not in value:
         return value
     text = "".join(_visible(ch) for ch in value)
     text = _MARKDOWN_LINK.sub(lambda m: m.group(1), text)
@@ -80,8 +81,8 @@ def neutralise_markup(value: str) -> str:
 def clean_cluster_text(value: str, *, limit: int = MAX_CLUSTER_TEXT_CHARS) -> str:
     """User-written cluster text as one plain, bounded line that no renderer turns into a link,
     an image, an HTML element or a second instruction line."""
-    if len(value) <= limit and _PLAIN.fullmatch(value):
-        return value  # the common case (node-3, llama3-8b-sft, Resources) costs one regex match
+    if len(value) <= limit and _PLAIN.fullmatch(value) and "://" not in value:
+        return value  # the common case (node-3, llama3-8b-sft, gpu:a100:8(S:0-1)) costs one regex match
     text = _ANGLE.sub("", "".join(_visible(ch) for ch in value))
     text = neutralise_markup(_URL_SCHEME.sub(r"\1: ", text))
     if len(text) > limit:

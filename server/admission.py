@@ -31,6 +31,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpudoc.server.errors import send_error
+from gpudoc.server.guards import replaying
 from gpudoc.server.metrics import ServerMetrics
 
 #: the LangServe routes that run turns, with or without a ``/c/<config>`` prefix
@@ -125,7 +126,7 @@ class AdmissionMiddleware:
         started = time.monotonic()
         try:
             if route in STREAMING_ROUTES:
-                await self.app(scope, _replaying(body, receive), send)
+                await self.app(scope, replaying(body, receive), send)
             else:
                 await _cancelled_when_client_leaves(self.app, scope, body, receive, send)
         finally:
@@ -144,19 +145,6 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
             return b"".join(chunks), False
 
 
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
 async def _cancelled_when_client_leaves(app: ASGIApp, scope: Scope, body: bytes, receive: Receive,
                                         send: Send) -> None:
     """Run a non-streaming request; cancel it if the client disconnects before the response is sent.
@@ -166,13 +154,8 @@ async def _cancelled_when_client_leaves(app: ASGIApp, scope: Scope, body: bytes,
     """
     gone = asyncio.Event()
     answered = False
-    replayed = False
 
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+    async def disconnected() -> Message:
         await gone.wait()
         return {"type": "http.disconnect"}
 
@@ -187,7 +170,7 @@ async def _cancelled_when_client_leaves(app: ASGIApp, scope: Scope, body: bytes,
             pass
         gone.set()
 
-    handler = asyncio.create_task(app(scope, replay, sending))
+    handler = asyncio.create_task(app(scope, replaying(body, disconnected), sending))
     watcher = asyncio.create_task(watch())
     try:
         await asyncio.wait({handler, watcher}, return_when=asyncio.FIRST_COMPLETED)

@@ -91,6 +91,20 @@ def presents_token(headers: dict[bytes, bytes], token: str | None) -> bool:
     return presented is not None and hmac.compare_digest(presented.encode(), token.encode())
 
 
+def replaying(body: bytes, after: Receive) -> Receive:
+    """A ``receive`` that hands over ``body`` (read already) once, then whatever ``after`` returns."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await after()
+
+    return replay
+
+
 class GuardMiddleware:
     """Refuses requests without the configured token (401) and bodies over the limit (413).
 
@@ -142,16 +156,7 @@ class GuardMiddleware:
         if problem:
             await self._malformed(send, scope.get("path", ""), problem)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     @staticmethod
     async def _malformed(send: Send, path: str, problem: str) -> None:

@@ -90,14 +90,8 @@ def test_serve_reports_bad_options_in_one_line(tmp_path: Path, arguments: list[s
 # ------------------------------------------------------------------------------------------------
 
 
-def long_answer_policy(body: dict[str, Any]) -> StubReply:
-    """Tools as usual, then an answer long enough (streamed slowly) to leave in the middle of."""
-    if any(message.get("role") == "tool" for message in body.get("messages") or []):
-        return StubReply(content="GPU 3 of node-2 reads 89.2 °C. " * 400)
-    return keyword_policy(body)
-
-
-def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def llm_stream_aborted(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set when the stub vLLM server finds the connection it streams to closed (gpudoc cancelled)."""
     aborted = threading.Event()
     write_chunk = stub_vllm._Handler._write_chunk
 
@@ -109,6 +103,29 @@ def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatc
             raise
 
     monkeypatch.setattr(stub_vllm._Handler, "_write_chunk", write_or_notice_abort)
+    return aborted
+
+
+def eventually_counted(url: str, name: str, **labels: str) -> float:
+    """A counter of the server, once it is not zero (or zero after a few seconds)."""
+    value = 0.0
+    for _ in range(100):
+        value = metric(url, name, **labels)
+        if value:
+            break
+        time.sleep(0.05)
+    return value
+
+
+def long_answer_policy(body: dict[str, Any]) -> StubReply:
+    """Tools as usual, then an answer long enough (streamed slowly) to leave in the middle of."""
+    if any(message.get("role") == "tool" for message in body.get("messages") or []):
+        return StubReply(content="GPU 3 of node-2 reads 89.2 °C. " * 400)
+    return keyword_policy(body)
+
+
+def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    aborted = llm_stream_aborted(monkeypatch)
     stub = StubVllmServer(policy=long_answer_policy, token_delay=0.01)
     with stub as llm_url, gpudoc_serve(tmp_path, llm_url) as url:
         body = {"input": {"messages": [{"type": "human", "content": "Is node-2 running hot?"}]}}
@@ -125,13 +142,7 @@ def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatc
             "the server kept reading from the LLM after the client left; server log: "
             + (tmp_path / "serve.log").read_text()[-2000:]
         )
-        cancelled = 0.0
-        for _ in range(100):
-            cancelled = metric(url, "gpudoc_agent_turns_total", outcome="cancelled")
-            if cancelled:
-                break
-            time.sleep(0.05)
-        assert cancelled == 1
+        assert eventually_counted(url, "gpudoc_agent_turns_total", outcome="cancelled") == 1
         assert metric(url, "gpudoc_agent_turns_total", outcome="answered") == 0
         # The abandoned turn ran on a private thread: it is deleted once the turn has wound down.
         threads: set[str] = {"?"}
@@ -147,17 +158,7 @@ def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatc
 
 
 def test_a_client_leaving_the_original_chat_cancels_its_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    aborted = threading.Event()
-    write_chunk = stub_vllm._Handler._write_chunk
-
-    def write_or_notice_abort(handler: Any, data: bytes) -> None:
-        try:
-            write_chunk(handler, data)
-        except (BrokenPipeError, ConnectionResetError):
-            aborted.set()
-            raise
-
-    monkeypatch.setattr(stub_vllm._Handler, "_write_chunk", write_or_notice_abort)
+    aborted = llm_stream_aborted(monkeypatch)
     stub = StubVllmServer(policy=long_answer_policy, token_delay=0.01)
     with stub as llm_url, gpudoc_serve(tmp_path, llm_url) as url:
         with pytest.raises(httpx.ReadTimeout):  # the client gives up while the answer is being written
@@ -165,13 +166,8 @@ def test_a_client_leaving_the_original_chat_cancels_its_turn(tmp_path: Path, mon
         assert aborted.wait(timeout=8), (
             "the server kept the model writing after the client left; server log: "
             + (tmp_path / "serve.log").read_text()[-2000:])
-        cancelled = 0.0
-        for _ in range(100):
-            cancelled = metric(url, "gpudoc_agent_turns_total", outcome="cancelled")
-            if cancelled:
-                break
-            time.sleep(0.05)
-        assert cancelled == 1 and metric(url, "gpudoc_turns_in_flight") == 0
+        assert eventually_counted(url, "gpudoc_agent_turns_total", outcome="cancelled") == 1
+        assert metric(url, "gpudoc_turns_in_flight") == 0
 
 
 # ------------------------------------------------------------------------------------------------

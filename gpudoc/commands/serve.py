@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, ServerSettings)
-    open_to_network = not loopback_only(args.host)
+    open_to_network = reachable_from_network(args.host)
     if open_to_network and not settings.token and not args.insecure_no_auth:
         raise CliError(
             f"Refusing to listen on {args.host} without an API token: anyone who can reach it could ask "
@@ -92,14 +92,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def loopback_only(host: str) -> bool:
-    """Whether every address ``host`` names is a loopback address (127.0.0.0/8, ::1, localhost)."""
+def reachable_from_network(host: str) -> bool:
+    """Whether ``host`` names an address other than loopback (0.0.0.0, a LAN address...).
+
+    A host that does not resolve is not: ``listen`` then reports it in its own words.
+    """
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror:
-        return False  # listen() reports the bad host in its own words
+        return False
     addresses = {info[4][0].split("%", 1)[0] for info in infos}
-    return bool(addresses) and all(ipaddress.ip_address(address).is_loopback for address in addresses)
+    return not all(ipaddress.ip_address(address).is_loopback for address in addresses)
 
 
 async def _check_thread_store(db_path: Path) -> None:

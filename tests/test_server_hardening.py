@@ -110,14 +110,14 @@ async def test_turns_at_once_on_one_thread_all_stay_in_it_in_order(tmp_path: Pat
             state = await app.state.runtime.turns.agent.aget_state({"configurable": {"thread_id": "shared"}})
     assert [r.status_code for r in responses] == [200] * 5
     assert all(any(event == "end" for event, _ in sse_records(r.text)) for r in responses)
-    stages = [[e["stage"] for _, data in sse_records(r.text) if isinstance(data, dict)
-               for e in data.get("additional_kwargs", {}).get("gpudoc_events", []) if e["type"] == "status"]
-              for r in responses]
-    assert sum("queued" in s for s in stages) >= 3  # the later ones waited for the turn before them
     kept = [m.content for m in state.values["messages"] if m.type == "human"]
     assert kept == questions  # every turn kept, in the order they arrived
     answers = [m for m in state.values["messages"] if m.type == "ai" and not m.tool_calls]
     assert len(answers) == 5
+    stages = [[e["stage"] for _, data in sse_records(r.text) if isinstance(data, dict)
+               for e in data.get("additional_kwargs", {}).get("gpudoc_events", []) if e["type"] == "status"]
+              for r in responses]
+    assert sum("queued" in s for s in stages) >= 3  # the later ones waited for the turn before them
 
 
 # ------------------------------------------------------------------------------------------------

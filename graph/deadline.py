@@ -40,6 +40,9 @@ from gpudoc.graph.state import TurnOutcome
 
 log = logging.getLogger(__name__)
 
+#: how long saving the cut-short answer to the thread may take
+SAVE_TIMEOUT_S = 10.0
+
 
 def deadline_reason(seconds: float) -> str:
     return (f"the turn reached its time limit of {seconds:g} s (GPUDOC_TURN_TIMEOUT_S); the model or the "
@@ -121,8 +124,9 @@ async def _ended_at_deadline(agent: Any, seen: TurnSoFar, seconds: float, thread
     outcome = TurnOutcome(answer=answer, cut_short=True)
     try:
         if getattr(agent, "checkpointer", None) is not None:  # a one-off turn (gpudoc ask) keeps no thread
-            await agent.aupdate_state(turn_config(thread_id), {"messages": [AIMessage(content=answer)], "outcome": outcome},
-                                      as_node="finish")
+            async with asyncio.timeout(SAVE_TIMEOUT_S):  # a store that hangs must not hold the turn open
+                await agent.aupdate_state(turn_config(thread_id), {"messages": [AIMessage(content=answer)],
+                                                                      "outcome": outcome}, as_node="finish")
     except Exception as error:  # the thread store failing too: the turn still ends, and says it was not kept
         log.error("the cut-short turn could not be saved", extra={"thread_id": thread_id, "error": str(error)})
         return [ErrorEvent(message=f"The turn reached its time limit of {seconds:g} s and could not be saved: "

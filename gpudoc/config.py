@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     tool_timeout_s: float = option(30.0, env="GPUDOC_TOOL_TIMEOUT_S", flag="--tool-timeout", group=AGENT_GROUP,
                                    gt=0, le=600, metavar="SECONDS",
                                    help="seconds one tool call may take before the model is told it timed out")
+    turn_timeout_s: float = option(600.0, env="GPUDOC_TURN_TIMEOUT_S", flag="--turn-timeout", group=AGENT_GROUP,
+                                   gt=0, le=86400, metavar="SECONDS",
+                                   help="seconds one question may take in all; past it the answer so far ends it, "
+                                        "labelled as cut short")
 
     # Where cluster facts come from.
     source: SourceName = option(_SOURCE_DEFAULTS.source, env="GPUDOC_SOURCE", flag="--source", group=SOURCE_GROUP,

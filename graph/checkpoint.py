@@ -7,11 +7,13 @@ nothing to install or run; one file at ``Settings.db_path`` (``GPUDOC_DB_PATH``)
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
 import aiosqlite
+from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -49,3 +51,34 @@ async def open_checkpointer(path: str | Path) -> AsyncIterator[AsyncSqliteSaver]
                 "Point GPUDOC_DB_PATH (or --db-path / --db) at a writable file."
             ) from exc
         yield saver
+
+
+#: the threads the store probe writes to are this plus ``:`` and a random part (each probe its own:
+#: several workers and replicas probe one database at once); client thread ids may contain ':',
+#: so the name is one no conversation would choose, and the probe deletes its thread at once
+PROBE_THREAD_ID = "gpudoc:store-probe"
+
+
+def is_probe_thread(thread_id: str) -> bool:
+    return thread_id == PROBE_THREAD_ID or thread_id.startswith(PROBE_THREAD_ID + ":")
+
+
+async def probe_store(checkpointer: BaseCheckpointSaver) -> None:
+    """Write a checkpoint to the store, read it back and delete it, through the checkpointer API.
+
+    Why a write and not a ping: a store that answers but cannot write (a read-only or full disk,
+    lost permissions, a database corrupted under a page the write needs) fails every turn while
+    a read would pass. Through ``aput``/``aget_tuple``/``adelete_thread`` the probe works for any
+    LangGraph checkpointer (SQLite here, PostgreSQL or another elsewhere). Raises
+    ``ThreadStoreError`` naming the backend's error.
+    """
+    thread_id = f"{PROBE_THREAD_ID}:{uuid.uuid4().hex}"
+    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    try:
+        saved = await checkpointer.aput(config, empty_checkpoint(), {"source": "input", "step": -1, "parents": {}}, {})
+        found = await checkpointer.aget_tuple(saved)
+        await checkpointer.adelete_thread(thread_id)
+    except Exception as exc:  # any backend's error type: sqlite3, psycopg, OSError...
+        raise ThreadStoreError(f"the conversation store cannot be written: {type(exc).__name__}: {exc}") from exc
+    if found is None:
+        raise ThreadStoreError("the conversation store accepted a write but did not return it")

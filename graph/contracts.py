@@ -144,8 +144,12 @@ class DoneEvent(BaseModel):
 
 
 class ErrorEvent(BaseModel):
+    """The turn failed; nothing of it is kept when ``kind`` is ``store`` (the conversation store failed)."""
+
     type: Literal["error"] = "error"
     message: str
+    kind: Literal["agent", "store"] = Field(
+        "agent", description="agent: the turn failed; store: the conversation store failed, the turn was not saved")
 
 
 AgentEvent = Annotated[

@@ -99,9 +99,15 @@ async def degraded_answer(
     gathered = [r for r in evidence if not r.error]
     if gathered:
         text += "\nTool results gathered before the model failed: " + ", ".join(
-            f"{r.name}({', '.join(f'{k}={v}' for k, v in r.arguments.items())})" for r in gathered
-        ) + " (see the tool calls).\n"
+            map(_call_text, gathered)) + " (see the tool calls).\n"
     return text, list(report.findings)
+
+
+def _call_text(record: ToolCallRecord) -> str:
+    """A tool call as ``name(key=value, ...)``; the model wrote the arguments, so they are cleaned as
+    cluster text is (a model that read hostile cluster text may pass it on)."""
+    arguments = ", ".join(f"{free_text(str(k), 40)}={free_text(str(v), 60)}" for k, v in record.arguments.items())
+    return f"{free_text(record.name, 60)}({arguments})"
 
 
 async def _current_readings(source: ClusterSource, node: str | None) -> str:

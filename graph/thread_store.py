@@ -3,13 +3,11 @@
 Why one opener for both: the server, ``gpudoc chat`` and ``gpudoc serve``'s start-up checks all
 need "the thread store the settings name", with its checkpointer for the graph, its lock for
 turns of one thread (``graph/pg_locks.py`` with PostgreSQL; nothing to share with SQLite, which
-one process owns) and a probe for ``/readyz``.
+one process owns) and, for ``/readyz``, what to say when a database server fails.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,17 +17,15 @@ from gpudoc.config import Settings
 from gpudoc.graph.checkpoint import ThreadStoreError, open_checkpointer
 from gpudoc.graph.pg_locks import PostgresThreadLocks, Release
 
-#: the thread id the readiness probe reads (it never exists; reading it proves the store answers)
-PROBE_THREAD = "gpudoc-readiness-probe"
 
-
-class ThreadLocks(Protocol):
-    """``acquire(thread_id)`` waits until no other turn of that thread runs; returns the release."""
+class SharedThreadLocks(Protocol):
+    """``acquire(thread_id)`` waits until no turn of that thread runs in any process using the
+    store; returns the release. (Turns of one process are ordered by ``server/thread_locks.py``.)"""
 
     async def acquire(self, thread_id: str) -> Release: ...
 
 
-class UnsharedThreadLocks:
+class NoSharedThreadLocks:
     """The store belongs to one process (SQLite): there is no other process to wait for."""
 
     async def acquire(self, thread_id: str) -> Release:
@@ -46,25 +42,9 @@ class ThreadStore:
     checkpointer: Any
     description: str  # for logs and messages; never a password
     shared: bool  # several processes and hosts may use it at once
-    locks: ThreadLocks = field(default_factory=UnsharedThreadLocks)
+    shared_locks: SharedThreadLocks = field(default_factory=NoSharedThreadLocks)
+    #: why the store failed, in words naming it and the setting to check (database servers)
     explain_failure: Callable[[BaseException], Awaitable[str]] | None = None
-
-    async def probe(self, timeout_s: float) -> tuple[bool, str, float]:
-        """(answers, detail, milliseconds): one read through the checkpointer, as a turn does."""
-        started = time.perf_counter()
-        config = {"configurable": {"thread_id": PROBE_THREAD, "checkpoint_ns": ""}}
-        try:
-            await asyncio.wait_for(self.checkpointer.aget_tuple(config), timeout=timeout_s)
-            ok, detail = True, f"{self.description} answers"
-        except Exception as exc:  # any failure of the store is the answer here, not an error of the probe
-            ok = False
-            if self.explain_failure is not None:
-                detail = await self.explain_failure(exc)
-            elif isinstance(exc, asyncio.TimeoutError):
-                detail = f"{self.description} did not answer within {timeout_s:g} s"
-            else:
-                detail = f"{self.description} failed: {type(exc).__name__}: {exc}"
-        return ok, detail, round((time.perf_counter() - started) * 1000, 1)
 
 
 @asynccontextmanager
@@ -102,4 +82,4 @@ async def open_thread_store(settings: Settings) -> AsyncIterator[ThreadStore]:
         locks = PostgresThreadLocks(lambda: connect(url, timeout_s=timeout_s))
         stack.push_async_callback(locks.aclose)
         yield ThreadStore(checkpointer=saver, description=f"PostgreSQL {describe_url(url)}", shared=True,
-                          locks=locks, explain_failure=explain)
+                          shared_locks=locks, explain_failure=explain)

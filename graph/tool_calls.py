@@ -19,6 +19,7 @@ from langchain_core.tools import BaseTool, ToolException
 from pydantic import ValidationError
 
 from gpudoc.graph.contracts import ToolCallRecord
+from gpudoc.tools.models.text import neutralise_markup
 from gpudoc.tools.sources.base import SourceError, SourceUnavailableError, UnknownNodeError
 
 EventWriter = Callable[[dict[str, Any]], None]
@@ -137,6 +138,8 @@ class ToolRound:
                           "use that result."), "repeated"
         else:
             text, kind = await self._execute(call)
+        if kind is not None:  # error texts quote what the model sent and what a source said: one line, no markup
+            text = neutralise_markup(text)
         record = ToolCallRecord(id=call.id, name=call.name, arguments=call.arguments, result=text,
                                 error=kind is not None, error_kind=kind,
                                 duration_ms=round((time.perf_counter() - started) * 1000, 3))

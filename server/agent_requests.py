@@ -1,4 +1,4 @@
-"""Checks in front of LangServe's ``/agent`` routes: the server's size limits and thread conflicts.
+"""Checks in front of LangServe's ``/agent`` routes: valid inputs, the server's limits, thread conflicts.
 
 Why a route dependency (``add_routes(..., dependencies=[...])``, LangServe's public hook): the
 limits are this server's settings, not part of the input schema, and a history that contradicts
@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from langchain_core.messages import BaseMessage
 from pydantic import ValidationError
 
 from gpudoc.graph.llm import message_text
@@ -44,10 +46,24 @@ def _thread_ids(body: Any, request: Request, count: int) -> list[str | None]:
     return ids + [header or None] * (count - len(ids))
 
 
-def agent_request_checks(settings: ServerSettings, turns: Callable[[], TurnService]) -> Callable[..., Any]:
-    """The dependency for ``add_routes``: 422 beyond a limit, 409 for a history contradicting its thread.
+def _problems(loc: list[Any], exc: Exception) -> list[dict[str, Any]]:
+    """An input that is not the graph's input, in FastAPI's validation error shape."""
+    if isinstance(exc, ValidationError):
+        return [{"loc": [*loc, *error["loc"]], "msg": str(error["msg"]).removeprefix("Value error, "),
+                 "type": error["type"]} for error in exc.errors()]
+    # LangChain's message classes raise TypeError, KeyError, AttributeError... for a message
+    # without a type, a tool message without its call id, malformed tool calls, from inside the
+    # model's validation
+    detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, AttributeError)) else str(exc)
+    return [{"loc": [*loc, "messages"], "msg": f"not a list of LangChain messages: {detail}", "type": "value_error"}]
 
-    Malformed inputs are left to LangServe, which answers them with its own 422.
+
+def agent_request_checks(settings: ServerSettings, turns: Callable[[], TurnService]) -> Callable[..., Any]:
+    """The dependency for ``add_routes``: 422 for an input that is not the graph's input or is
+    beyond a limit, 409 for a history contradicting its thread.
+
+    Every input is validated here, before LangServe, because LangServe reports an input its
+    validation did not foresee (a message without ``type``, a tool call without a name) as a 500.
     """
 
     async def check(request: Request) -> None:
@@ -57,26 +73,53 @@ def agent_request_checks(settings: ServerSettings, turns: Callable[[], TurnServi
         try:
             body = await request.json()
         except ValueError:
-            return
+            return  # the guard in front refuses bodies that are not JSON; nothing to check here
+        if route == "batch" and isinstance(body, dict) and isinstance(body.get("inputs"), list):
+            if len(body["inputs"]) > settings.max_batch_inputs:
+                raise RequestValidationError([{
+                    "loc": ["body", "inputs"], "type": "too_long",
+                    "msg": f"{len(body['inputs'])} inputs; the limit is {settings.max_batch_inputs} per batch "
+                           "(GPUDOC_MAX_BATCH_INPUTS): send several batches, or several requests"}])
+        if route == "batch" and isinstance(body, dict) and not isinstance(body.get("inputs"), list):
+            raise RequestValidationError([{"loc": ["body", "inputs"], "type": "list_type",
+                                           "msg": "inputs must be a list of inputs, one per question"}])
         inputs = _inputs(body, route)
-        for raw, thread_id in zip(inputs, _thread_ids(body, request, len(inputs))):
+        configs = body.get("config") if isinstance(body, dict) else None
+        if route == "batch" and isinstance(body, dict) and "config" in body and not isinstance(configs, (dict, list)):
+            raise RequestValidationError([{"loc": ["body", "config"], "type": "value_error",
+                                           "msg": "config must be an object, or a list of one object per input"}])
+        if route == "batch" and isinstance(configs, list) and len(configs) != len(inputs):
+            raise RequestValidationError([{
+                "loc": ["body", "config"], "type": "value_error",
+                "msg": f"{len(configs)} configs for {len(inputs)} inputs: send one config, or one per input"}])
+        problems: list[dict[str, Any]] = []
+        conflicts: list[tuple[str, list[BaseMessage]]] = []
+        for index, (raw, thread_id) in enumerate(zip(inputs, _thread_ids(body, request, len(inputs)))):
+            loc: list[Any] = ["body", "inputs", index] if route == "batch" else ["body", "input"]
             try:
                 parsed = AgentInput.model_validate(raw)
-            except ValidationError:
+            except Exception as exc:  # LangChain's message classes raise KeyError, AttributeError... on bad input
+                problems += _problems(loc, exc)
                 continue
             messages = parsed.messages
             question = message_text(messages[-1]).strip()
             if len(question) > settings.max_message_chars:
-                raise HTTPException(422, f"the question is {len(question)} characters; the limit is "
-                                         f"{settings.max_message_chars} (GPUDOC_MAX_MESSAGE_CHARS)")
+                problems.append({"loc": [*loc, "messages", len(messages) - 1, "content"], "type": "too_long",
+                                 "msg": f"the question is {len(question)} characters; the limit is "
+                                        f"{settings.max_message_chars} (GPUDOC_MAX_MESSAGE_CHARS)"})
             if len(messages) - 1 > settings.max_history_messages:
-                raise HTTPException(422, f"{len(messages) - 1} history messages; the limit is "
-                                         f"{settings.max_history_messages} (GPUDOC_MAX_HISTORY_MESSAGES): "
-                                         "use a thread id instead of resending the history")
+                problems.append({"loc": [*loc, "messages"], "type": "too_long",
+                                 "msg": f"{len(messages) - 1} history messages; the limit is "
+                                        f"{settings.max_history_messages} (GPUDOC_MAX_HISTORY_MESSAGES): "
+                                        "use a thread id instead of resending the history"})
             if thread_id and isinstance(thread_id, str) and len(messages) > 1:
-                try:
-                    await turns().history_to_add(thread_id, messages[:-1])
-                except ThreadConflictError as exc:
-                    raise HTTPException(409, str(exc)) from None
+                conflicts.append((thread_id, messages[:-1]))
+        if problems:
+            raise RequestValidationError(problems)
+        for thread_id, history in conflicts:
+            try:
+                await turns().history_to_add(thread_id, history)
+            except ThreadConflictError as exc:
+                raise HTTPException(409, str(exc)) from None
 
     return check

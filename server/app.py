@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from langchain_core.callbacks import BaseCallbackHandler
 from langserve import add_routes
@@ -29,20 +30,38 @@ from gpudoc import __version__
 from gpudoc.config import Settings
 from gpudoc.graph.thread_store import ThreadStore, open_thread_store
 from gpudoc.graph.llm import LlmProbe, build_chat_model, llm_available
-from gpudoc.server.guards import GuardMiddleware
+from gpudoc.server.admission import AdmissionMiddleware, TurnAdmission
+from gpudoc.server.api_docs import document_errors
+from gpudoc.server.errors import ErrorResponse
+from gpudoc.server.guards import GuardMiddleware, presents_token
 from gpudoc.server.metrics import LlmMetricsCallback, ServerMetrics
 from gpudoc.server.observability import ObservabilityMiddleware
 from gpudoc.server.ops import ops_router
-from gpudoc.server.original_api import install_validation_handler, original_api_router
+from gpudoc.server.original_api import install_validation_handler, original_api_router, turn_failure_response
 from gpudoc.server.agent_requests import THREAD_HEADER, agent_request_checks
 from gpudoc.server.langserve_compat import fresh_sse_shutdown_event
 from gpudoc.server.runnable import AgentRunnable
 from gpudoc.server.settings import ServerSettings
-from gpudoc.server.turns import TurnService, valid_thread_id
+from gpudoc.server.turns import TurnFailedError, TurnService, valid_thread_id
 from gpudoc.tools.sources.base import ClusterSource
 from gpudoc.tools.sources.factory import open_source
 
 STATIC_DIR = Path(__file__).parent / "static"
+
+#: The chat page loads its own scripts, styles and data, and nothing else: an answer quoting
+#: hostile cluster text (or a model talked into writing markup) can neither load a remote image
+#: (which would carry data out in its URL) nor run a script, nor be framed by another site.
+CHAT_PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+CHAT_PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": CHAT_PAGE_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 log = logging.getLogger("gpudoc.server")
 
@@ -83,10 +102,18 @@ class Runtime:
     source: ClusterSource | None = None
     store: ThreadStore | None = None
 
+    @property
+    def checkpointer(self) -> Any | None:
+        return self.store.checkpointer if self.store is not None else None
+
     def require_turns(self) -> TurnService:
         if self.turns is None:
-            raise HTTPException(status_code=503, detail="the agent is not running (server starting or stopping)")
+            raise AgentNotRunningError("the agent is not running (server starting or stopping); retry shortly")
         return self.turns
+
+
+class AgentNotRunningError(RuntimeError):
+    """A turn was asked for outside the lifespan (the server is starting or stopping): 503."""
 
 
 def thread_config_modifier(config: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -97,10 +124,9 @@ def thread_config_modifier(config: dict[str, Any], request: Request) -> dict[str
         configurable["thread_id"] = header
     thread_id = configurable.get("thread_id")
     if thread_id and not (isinstance(thread_id, str) and valid_thread_id(thread_id)):
-        raise HTTPException(
-            status_code=422,
-            detail="thread_id must be 1-128 characters of letters, digits and . _ : -",
-        )
+        raise RequestValidationError([{
+            "loc": ("body", "config", "configurable", "thread_id"), "type": "value_error",
+            "msg": "thread_id must be 1-128 characters of letters, digits and . _ : -"}])
     return {**config, "configurable": configurable}
 
 
@@ -150,7 +176,8 @@ def create_app(
                           callbacks=[LlmMetricsCallback(metrics)])
             runtime.source = cluster
             runtime.store = store
-            runtime.turns = TurnService(agent, metrics, enable_thinking=config.llm_enable_thinking, locks=store.locks)
+            runtime.turns = TurnService(agent, metrics, enable_thinking=config.llm_enable_thinking,
+                                        turn_timeout_s=config.turn_timeout_s, shared_locks=store.shared_locks)
             log.info(
                 "gpudoc server ready",
                 extra={"source": cluster.name, "llm_base_url": config.llm_base_url, "model": config.llm_model,
@@ -174,7 +201,20 @@ def create_app(
     app.state.settings = config
     app.state.metrics = metrics
     app.state.runtime = runtime
+    app.state.admission = admission = TurnAdmission(config.max_concurrent_turns, metrics)
     install_validation_handler(app)
+
+    async def failed_turn(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, TurnFailedError)
+        return turn_failure_response(exc)
+
+    app.add_exception_handler(TurnFailedError, failed_turn)
+
+    async def not_running(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=503, headers={"Retry-After": "5"},
+                            content=ErrorResponse.of("The agent is not running", str(exc)).model_dump())
+
+    app.add_exception_handler(AgentNotRunningError, not_running)
 
     add_routes(
         app,
@@ -185,18 +225,23 @@ def create_app(
         per_req_config_modifier=thread_config_modifier,
         enable_feedback_endpoint=False,
         enable_public_trace_link_endpoint=False,
+        disabled_endpoints=["token_feedback"],  # needs LangSmith on the server; answers 400 otherwise
     )
     app.include_router(original_api_router(turns=runtime.require_turns, settings=config, probe=probe))
     app.include_router(ops_router(metrics=metrics, probe=probe, source=lambda: runtime.source,
-                                  store=lambda: runtime.store, timeout_s=config.readiness_timeout_s))
+                                  store=lambda: runtime.store,
+                                  may_see_details=lambda request: presents_token(dict(request.headers.raw), config.token),
+                                  timeout_s=config.readiness_timeout_s))
 
     @app.get("/", include_in_schema=False)
     async def chat_page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC_DIR / "index.html", headers=CHAT_PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    # added innermost first: guards, then CORS (so refusals carry CORS headers), then observability
+    # added innermost first: admission (behind the guards, so only authorised, well-formed requests
+    # take a slot), guards, then CORS (so refusals carry CORS headers), then observability
+    app.add_middleware(AdmissionMiddleware, admission=admission)
     app.add_middleware(GuardMiddleware, token=config.token, max_body_bytes=config.max_body_bytes)
     if config.cors_origin_list:
         app.add_middleware(
@@ -208,4 +253,5 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    document_errors(app)
     return app

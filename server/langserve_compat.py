@@ -13,6 +13,11 @@ rather than a deployment.
    to the first event loop that streamed; an app started later in the same process on another
    loop (tests, an embedding application restarting the server) fails on it.
    ``fresh_sse_shutdown_event`` gives each app start its own.
+3. sse-starlette 1.x also replaces uvicorn's signal handler with one that ends every open stream
+   the moment SIGTERM arrives, whatever uvicorn's graceful-shutdown timeout says: every deploy
+   would cut the answers being written. ``let_streams_finish_on_shutdown`` puts uvicorn's own
+   handler back (sse-starlette's public ``unpatch_uvicorn_signal_handler``), so uvicorn stops
+   accepting, waits for the responses in flight up to its timeout, then stops.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage
 from pydantic import BaseModel, RootModel
-from sse_starlette.sse import AppStatus
+from sse_starlette.sse import AppStatus, unpatch_uvicorn_signal_handler
 
 
 @cache
@@ -52,3 +57,9 @@ def chat_playground_output_schema() -> type[BaseModel]:
 def fresh_sse_shutdown_event() -> None:
     """Forget sse-starlette's shutdown event from an earlier event loop; it makes a new one when needed."""
     AppStatus.should_exit_event = None
+
+
+def let_streams_finish_on_shutdown() -> None:
+    """Give SIGTERM back to uvicorn: streams in flight finish within ``timeout_graceful_shutdown``."""
+    unpatch_uvicorn_signal_handler()
+    AppStatus.should_exit = False

@@ -75,8 +75,15 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.tool_calls = Counter(
-            "gpudoc_tool_calls", "Tool calls made by the agent, by tool and outcome (ok, error).",
+            "gpudoc_tool_calls", "Tool calls made by the agent, by tool (a name the model invented counts as "
+            "'unknown') and outcome (ok, error).",
             ["tool", "outcome"], registry=r,
+        )
+        self.turns_admitted = Gauge(
+            "gpudoc_turns_in_flight", "Turns admitted and not finished (a batch counts each input).", registry=r,
+        )
+        self.turns_refused = Counter(
+            "gpudoc_turns_refused", "Turn requests refused with 429 because the server was at its limit.", registry=r,
         )
         self.unverified_numbers = Counter(
             "gpudoc_unverified_numbers", "Numbers in answers that appear in no tool result of the turn.",

@@ -1,8 +1,17 @@
 """Operations endpoints: ``/healthz`` (the process), ``/readyz`` (its dependencies), ``/metrics``.
 
-Why liveness and readiness apart: a load balancer should stop sending questions while the LLM
-or the cluster backend is unreachable (readiness), but an orchestrator must not restart a
-healthy process because vLLM is still loading its weights (liveness).
+Why liveness and readiness apart: a load balancer should stop sending questions while the LLM,
+the cluster backend or the conversation store is unusable (readiness), but an orchestrator must
+not restart a healthy process because vLLM is still loading its weights (liveness).
+
+Why the store is written to: a store that cannot be written (full or read-only disk, a corrupt
+database) fails every turn after the answer was computed; only a write finds that out
+(``graph.checkpoint.probe_store``).
+
+Why details need the token: a failing check names what failed, often an internal address
+("GPU Watchdog at http://10.0.4.7:3001 is unreachable"). The health endpoints answer without
+authentication (load balancers and orchestrators probe them), so without the API token they
+say only which check failed.
 """
 
 from __future__ import annotations
@@ -12,10 +21,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from gpudoc.graph.checkpoint import ThreadStoreError, probe_store
 from gpudoc.graph.llm import LlmProbe
 from gpudoc.graph.thread_store import ThreadStore
 from gpudoc.server.metrics import ServerMetrics
@@ -57,10 +67,32 @@ async def check_source(source: ClusterSource | None, timeout_s: float) -> CheckR
 
 
 async def check_store(store: ThreadStore | None, timeout_s: float) -> CheckResult:
+    started = time.perf_counter()
     if store is None:
-        return CheckResult(ok=False, detail="the thread store is not open (server starting or stopping)", latency_ms=0.0)
-    ok, detail, latency_ms = await store.probe(timeout_s)
-    return CheckResult(ok=ok, detail=detail, latency_ms=latency_ms)
+        return CheckResult(ok=False, detail="the conversation store is not open (server starting or stopping)",
+                           latency_ms=0.0)
+    try:
+        await asyncio.wait_for(probe_store(store.checkpointer), timeout=timeout_s)
+        ok, detail = True, f"the conversation store ({store.description}) takes writes"
+    except (asyncio.TimeoutError, ThreadStoreError) as exc:
+        ok = False
+        if store.explain_failure is not None:  # a database server: why, as a fresh connection sees it
+            detail = await store.explain_failure(exc)
+        elif isinstance(exc, asyncio.TimeoutError):
+            detail = f"the conversation store did not answer a write within {timeout_s:g} s"
+        else:
+            detail = str(exc)
+    return CheckResult(ok=ok, detail=detail, latency_ms=round((time.perf_counter() - started) * 1000, 1))
+
+
+#: what a failing check says to a caller without the API token
+HIDDEN_DETAIL = "failing; send the API token (Authorization: Bearer) to see why"
+
+
+def without_details(report: ReadinessReport) -> ReadinessReport:
+    checks = {name: check.model_copy(update={"detail": "ok" if check.ok else HIDDEN_DETAIL})
+              for name, check in report.checks.items()}
+    return report.model_copy(update={"checks": checks})
 
 
 def ops_router(
@@ -69,6 +101,7 @@ def ops_router(
     probe: Callable[[], Awaitable[LlmProbe]],
     source: Callable[[], ClusterSource | None],
     store: Callable[[], ThreadStore | None],
+    may_see_details: Callable[[Request], bool],
     timeout_s: float,
 ) -> APIRouter:
     router = APIRouter(tags=["operations"])
@@ -78,13 +111,16 @@ def ops_router(
         return {"status": "ok"}
 
     @router.get("/readyz", response_model=ReadinessReport,
-                summary="The LLM endpoint, the data source and the thread store answer",
+                summary="The LLM endpoint and the data source answer, and the conversation store takes writes",
+                description="Each check's detail names what failed only for a caller with the API token.",
                 responses={503: {"model": ReadinessReport}})
-    async def readyz() -> JSONResponse:
-        llm, data, threads = await asyncio.gather(check_llm(probe), check_source(source(), timeout_s),
-                                                  check_store(store(), timeout_s))
-        report = ReadinessReport(ready=llm.ok and data.ok and threads.ok,
-                                 checks={"llm": llm, "source": data, "store": threads})
+    async def readyz(request: Request) -> JSONResponse:
+        llm, data, kept = await asyncio.gather(check_llm(probe), check_source(source(), timeout_s),
+                                               check_store(store(), timeout_s))
+        report = ReadinessReport(ready=llm.ok and data.ok and kept.ok,
+                                 checks={"llm": llm, "source": data, "store": kept})
+        if not may_see_details(request):
+            report = without_details(report)
         return JSONResponse(status_code=200 if report.ready else 503, content=report.model_dump())
 
     @router.get("/metrics", summary="Prometheus metrics of this server", response_class=Response)

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -31,8 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gpudoc.graph.contracts import ToolCallRecord
 from gpudoc.graph.llm import LlmProbe
 from gpudoc.server.agent_logs import recent_logs, requested_lines
+from gpudoc.server.errors import ErrorResponse
 from gpudoc.server.settings import ServerSettings
-from gpudoc.server.turns import TurnFailedError, TurnService
+from gpudoc.server.turns import NOT_SAVED_PREFIX, TurnFailedError, TurnService
 
 ORIGINAL_API_PREFIX = "/api/"
 
@@ -115,20 +116,6 @@ class LogsResponse(BaseModel):
     error: str | None = None
 
 
-class ErrorResponse(BaseModel):
-    error: str
-    details: Any = None
-    message: str = Field(description="one sentence for the person: what failed and what to do")
-
-    @classmethod
-    def of(cls, error: str, details: Any = None) -> "ErrorResponse":
-        if isinstance(details, list) and details:
-            said = "; ".join(str(item) for item in details)
-        else:
-            said = str(details) if details else ""
-        return cls(error=error, details=details, message=f"{error}: {said}" if said else error)
-
-
 def _describe(errors: list[Any]) -> list[str]:
     """FastAPI/pydantic errors as ``"field: reason"`` lines a person can act on."""
     lines = []
@@ -166,6 +153,15 @@ def _jsonable_errors(errors: Any) -> Any:
     return json.loads(json.dumps(list(errors), default=str))
 
 
+def turn_failure_response(exc: TurnFailedError) -> JSONResponse:
+    """A failed turn as an error status: 503 when the store failed (nothing was saved), else 500."""
+    log.warning("agent turn failed: %s", exc)
+    if exc.not_saved:
+        details = str(exc).removeprefix(NOT_SAVED_PREFIX)
+        return JSONResponse(status_code=503, content=ErrorResponse.of("The turn was not saved", details).model_dump())
+    return JSONResponse(status_code=500, content=ErrorResponse.of("The agent failed", str(exc)).model_dump())
+
+
 TurnServiceProvider = Callable[[], TurnService]
 LlmProbeFn = Callable[[], Awaitable[LlmProbe]]
 
@@ -176,23 +172,18 @@ def original_api_router(*, turns: TurnServiceProvider, settings: ServerSettings,
     @router.post(
         "/chat",
         response_model=ChatResponse,
-        responses={400: {"model": ErrorResponse}, 500: {"model": ErrorResponse}},
+        responses={400: {"model": ErrorResponse}, 500: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
         summary="Ask the agent one question (stateless: send the history along)",
     )
     async def chat(body: ChatRequest) -> Any:
         errors = body.limit_errors(settings)
         if errors:
             raise RequestValidationError(errors)
-        try:
-            service = turns()
-        except HTTPException as exc:
-            return JSONResponse(status_code=exc.status_code,
-                                content=ErrorResponse.of("The agent is not running", exc.detail).model_dump())
+        service = turns()  # raises AgentNotRunningError (503) outside the server's lifespan
         try:
             result = await service.run(body.message, history=[entry.to_message() for entry in body.history])
         except TurnFailedError as exc:
-            log.warning("agent turn failed: %s", exc)
-            return JSONResponse(status_code=500, content=ErrorResponse.of("The agent failed", str(exc)).model_dump())
+            return turn_failure_response(exc)
         return ChatResponse(response=result.answer, toolCalls=[ToolCallOut.from_record(call) for call in result.tool_calls])
 
     @router.get("/health", response_model=HealthResponse, response_model_exclude_none=True,
@@ -200,8 +191,8 @@ def original_api_router(*, turns: TurnServiceProvider, settings: ServerSettings,
     async def health() -> HealthResponse:
         try:
             turns()
-        except HTTPException as exc:
-            return HealthResponse(available=False, error=str(exc.detail), llmAvailable=False)
+        except RuntimeError as exc:  # the agent is not running (server starting or stopping)
+            return HealthResponse(available=False, error=str(exc), llmAvailable=False)
         probe_result = await probe()
         if probe_result.available:
             return HealthResponse(available=True, model=probe_result.model, llmAvailable=True)

@@ -15,7 +15,8 @@ watch, as it happens, in the shape LangChain clients and LangServe's chat playgr
 
 It is a ``RunnableGenerator`` (LangChain's public way to stream from an async generator, with
 the run, its callbacks and ``astream_events`` handled by LangChain); ``invoke`` returns the
-aggregate of the stream as an ``AIMessage``. Thread semantics are in ``server/turns.py``.
+aggregate of the stream as an ``AIMessage``, or raises ``TurnFailedError`` when the turn failed
+(the server answers it with an error status; a stream carries the error event instead). Thread semantics are in ``server/turns.py``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gpudoc.graph.contracts import AgentEvent, DoneEvent, ReasoningEvent, TokenEvent
 from gpudoc.graph.llm import message_text
 from gpudoc.server.langserve_compat import chat_playground_output_schema
-from gpudoc.server.turns import TurnService
+from gpudoc.server.turns import TurnFailedError, TurnService
 
 EVENTS_KEY = "gpudoc_events"
 TURN_KEY = "gpudoc_turn"
@@ -125,8 +126,13 @@ class AgentRunnable(RunnableGenerator):
         raise NotImplementedError("the agent runs on the event loop: use ainvoke, astream or the HTTP routes")
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AIMessage:
+        """The turn's answer; ``TurnFailedError`` when it failed (a stream says so in an error event instead)."""
         aggregate = await super().ainvoke(input, config, **kwargs)
-        return message_chunk_to_message(aggregate or AIMessageChunk(content=""))
+        message = message_chunk_to_message(aggregate or AIMessageChunk(content=""))
+        failure = next((e for e in message.additional_kwargs.get(EVENTS_KEY, []) if e.get("type") == "error"), None)
+        if failure is not None:
+            raise TurnFailedError(failure["message"], kind=failure.get("kind", "agent"))
+        return message
 
     async def _turn_chunks(self, inputs: AsyncIterator[Any], config: RunnableConfig) -> AsyncIterator[AIMessageChunk]:
         raw = None

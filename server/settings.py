@@ -25,7 +25,15 @@ class ServerSettings(Settings):
                                        help="most earlier messages a request may carry")
     max_body_bytes: int = option(256 * 1024, env="GPUDOC_MAX_BODY_BYTES", ge=1024, help="largest request body")
     readiness_timeout_s: float = option(3.0, env="GPUDOC_READINESS_TIMEOUT_S", gt=0,
-                                        help="seconds /readyz waits for the model and the source")
+                                        help="seconds /readyz waits for the model, the source and the store")
+    max_batch_inputs: int = option(8, env="GPUDOC_MAX_BATCH_INPUTS", ge=1, le=1000,
+                                   help="most questions one /agent/batch request may carry")
+    max_concurrent_turns: int = option(32, env="GPUDOC_MAX_CONCURRENT_TURNS", ge=1,
+                                       help="turns this server process runs at once (a batch counts each question); "
+                                            "beyond it requests get 429 with Retry-After")
+    shutdown_grace_s: float = option(30.0, env="GPUDOC_SHUTDOWN_GRACE_S", ge=0, le=3600,
+                                     help="seconds turns in flight may take to finish after SIGTERM before they "
+                                          "are cut")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ServerSettings":

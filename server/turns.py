@@ -15,42 +15,61 @@ Thread semantics (the same for every route and client):
   does not hold yet are added, so nothing is stored twice. A history that contradicts the
   thread (a different question or answer at the same place) is refused with
   ``ThreadConflictError`` rather than merged or silently dropped.
-- **One turn at a time per thread id**, whichever process or host serves it: a turn holds the
-  thread store's lock for its thread (``graph/pg_locks.py`` with PostgreSQL) from reading the
-  thread until its last checkpoint is written, so concurrent turns of one conversation follow
-  each other instead of overwriting each other.
+- **Turns at once on one thread** run one after the other, in arrival order; the later ones
+  first stream a ``queued`` status. Nothing is lost: each turn sees the answers before it. This
+  holds across processes and hosts too: with PostgreSQL, a turn also holds the thread's advisory
+  lock (``graph/pg_locks.py``) from reading the thread until its checkpoint is written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import aclosing
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
+from gpudoc.graph.checkpoint import ThreadStoreError, is_probe_thread, probe_store
 from gpudoc.graph.contracts import (
     AgentEvent,
     DoneEvent,
     ErrorEvent,
+    StatusEvent,
     TokenEvent,
     ToolEndEvent,
     TurnResult,
 )
+from gpudoc.graph.deadline import stream_turn_within
 from gpudoc.graph.llm import message_text
-from gpudoc.graph.runner import stream_turn
-from gpudoc.graph.thread_store import ThreadLocks, UnsharedThreadLocks
+from gpudoc.graph.thread_store import NoSharedThreadLocks, SharedThreadLocks
 from gpudoc.server.metrics import ServerMetrics
+from gpudoc.server.thread_locks import ThreadLocks
+from gpudoc.tools.cluster_tools import TOOL_NAMES
 
 THREAD_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
+log = logging.getLogger("gpudoc.server.turns")
+
+#: how the error of a turn the store could not keep begins, on every route
+NOT_SAVED_PREFIX = "The turn was not saved: "
+
 
 class TurnFailedError(RuntimeError):
-    """The agent ended a turn with an error event instead of an answer."""
+    """The agent ended a turn with an error event instead of an answer; ``kind`` as ``ErrorEvent``'s."""
+
+    def __init__(self, message: str, *, kind: str = "agent") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    @property
+    def not_saved(self) -> bool:
+        """The conversation store failed: nothing of the turn was kept."""
+        return self.kind == "store"
 
 
 class ThreadConflictError(ValueError):
@@ -65,6 +84,23 @@ def _entry(message: BaseMessage) -> tuple[str, str] | None:
         text = message_text(message).strip()
         return ("ai", text) if text else None
     return None
+
+
+def conversation_of(sent: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The questions and answers of a history a client sent, as plain messages.
+
+    Why rebuilt: a client's messages are its own objects (any LangChain type, with metadata,
+    artifacts and tool traffic from elsewhere); the thread keeps the conversation gpudoc reads,
+    question and answer texts, which a later turn compacts to anyway. Tool calls, tool results
+    and system messages sent along are not part of it.
+    """
+    rebuilt: list[BaseMessage] = []
+    for message in sent:
+        entry = _entry(message)
+        if entry is not None:
+            role, text = entry
+            rebuilt.append(HumanMessage(content=text) if role == "human" else AIMessage(content=text))
+    return rebuilt
 
 
 def history_to_add(stored: Sequence[BaseMessage], sent: Sequence[BaseMessage], *, thread_id: str) -> list[BaseMessage]:
@@ -98,18 +134,27 @@ def new_thread_id() -> str:
 
 
 def valid_thread_id(value: str) -> bool:
-    return bool(THREAD_ID_PATTERN.match(value))
+    return bool(THREAD_ID_PATTERN.match(value)) and not is_probe_thread(value)
 
 
 class TurnService:
-    """Runs turns on one compiled agent and records what happened in the server's metrics."""
+    """Runs turns on one compiled agent and records what happened in the server's metrics.
+
+    Turns on one thread run one at a time, in arrival order (``ThreadLocks``); each turn ends by
+    ``turn_timeout_s`` (``graph/deadline.py``); a turn that fails because the conversation store
+    failed says that it was not saved (``ErrorEvent.kind == "store"``).
+    """
 
     def __init__(self, agent: Any, metrics: ServerMetrics, *, enable_thinking: bool,
-                 locks: ThreadLocks | None = None) -> None:
+                 turn_timeout_s: float | None = None, known_tools: Iterable[str] = TOOL_NAMES,
+                 shared_locks: SharedThreadLocks | None = None) -> None:
         self.agent = agent
         self.metrics = metrics
         self.enable_thinking = enable_thinking
-        self.locks: ThreadLocks = locks or UnsharedThreadLocks()
+        self.turn_timeout_s = turn_timeout_s
+        self.known_tools = frozenset(known_tools)
+        self.threads = ThreadLocks()  # this process's turns, in arrival order
+        self.shared_locks: SharedThreadLocks = shared_locks or NoSharedThreadLocks()  # every process's
         self._background: set[asyncio.Task[None]] = set()
 
     async def stream(
@@ -124,21 +169,37 @@ class TurnService:
 
         Raises ``ThreadConflictError`` before the turn starts when ``history`` contradicts the thread.
         """
-        thread = thread_id or new_thread_id()
-        release = await self.locks.acquire(thread) if thread_id else None  # a private thread is ours alone
-        try:
-            await self._add_history(thread, await self.history_to_add(thread_id, history) if thread_id else history)
-        except BaseException:
-            if release is not None:
+        history = conversation_of(history)
+        if thread_id is None:
+            turn = self._stream(question, new_thread_id(), history=history, private=True,
+                                enable_thinking=enable_thinking)
+            async with aclosing(turn):
+                async for event in turn:
+                    yield event
+            return
+        if self.threads.busy(thread_id):
+            yield StatusEvent(stage="queued", detail="waiting for the turn before it on this thread to finish")
+        async with self.threads.hold(thread_id):
+            release = await self.shared_locks.acquire(thread_id)  # turns of other workers and hosts
+            try:
+                # Matched against the thread only now, with the turns before it answered.
+                added = await self.history_to_add(thread_id, history)
+                turn = self._stream(question, thread_id, history=added, private=False,
+                                    enable_thinking=enable_thinking)
+                async with aclosing(turn):
+                    async for event in turn:
+                        yield event
+            finally:
                 await asyncio.shield(release())
-            raise
+
+    async def _stream(self, question: str, thread: str, *, history: Sequence[BaseMessage], private: bool,
+                      enable_thinking: bool | None) -> AsyncIterator[AgentEvent]:
+        await self._add_history(thread, history)
         events: asyncio.Queue[AgentEvent | None] = asyncio.Queue()
         producer = asyncio.create_task(
             self._produce(events, question, thread, self.enable_thinking if enable_thinking is None else enable_thinking),
             name=f"gpudoc-turn-{thread}",
         )
-        if release is not None:  # held until the turn has wound down, even if the client went away
-            producer.add_done_callback(lambda _task: self._in_background(release()))
         started = time.perf_counter()
         first_token_seen = False
         finished = False
@@ -147,6 +208,8 @@ class TurnService:
                 if isinstance(event, TokenEvent) and not first_token_seen:
                     first_token_seen = True
                     self.metrics.first_token_latency.observe(time.perf_counter() - started)
+                if isinstance(event, ErrorEvent):
+                    event = await self._explained(event)
                 self._observe(event)
                 if isinstance(event, (DoneEvent, ErrorEvent)):
                     finished = True
@@ -165,7 +228,7 @@ class TurnService:
                     producer.cancel()
                     await asyncio.shield(asyncio.wait({producer}))
             finally:
-                if thread_id is None:
+                if private:
                     # A private thread goes once its turn has completely wound down, never while
                     # the turn's own clean-up may still write to it.
                     if producer.done():
@@ -178,12 +241,28 @@ class TurnService:
     ) -> None:
         """Runs the turn in a task of its own, so that only ``stream`` ever cancels it, and only once."""
         try:
-            turn = stream_turn(self.agent, question, thread_id=thread_id, enable_thinking=enable_thinking)
+            turn = stream_turn_within(self.agent, question, deadline_s=self.turn_timeout_s, thread_id=thread_id,
+                                      enable_thinking=enable_thinking)
             async with aclosing(turn):
                 async for event in turn:
                     events.put_nowait(event)
         finally:
             events.put_nowait(None)
+
+    async def _explained(self, event: ErrorEvent) -> ErrorEvent:
+        """A failed turn whose store cannot be written says so: nothing of it was kept."""
+        if event.kind == "store":
+            return event
+        checkpointer = getattr(self.agent, "checkpointer", None)
+        if checkpointer is None:
+            return event
+        try:
+            await probe_store(checkpointer)
+        except ThreadStoreError as problem:
+            return ErrorEvent(kind="store", message=(
+                f"{NOT_SAVED_PREFIX}{problem}. Nothing of this turn is kept in the conversation; check the "
+                "conversation store (GPUDOC_DB_PATH: disk space, permissions, integrity) and /readyz."))
+        return event
 
     async def run(
         self,
@@ -200,14 +279,11 @@ class TurnService:
                 if isinstance(event, DoneEvent):
                     return event.result
                 if isinstance(event, ErrorEvent):
-                    raise TurnFailedError(event.message)
+                    raise TurnFailedError(event.message, kind=event.kind)
         raise TurnFailedError("the agent ended the turn without an answer")
 
     def _forget_later(self, thread_id: str) -> None:
-        self._in_background(self._forget(thread_id))
-
-    def _in_background(self, work: Awaitable[None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(self._forget(thread_id))
         self._background.add(task)  # keep a reference until it is done
         task.add_done_callback(self._background.discard)
 
@@ -218,8 +294,12 @@ class TurnService:
         every request, so keeping its one-turn threads would only grow the database forever.
         """
         checkpointer = getattr(self.agent, "checkpointer", None)
-        if checkpointer is not None and hasattr(checkpointer, "adelete_thread"):
+        if checkpointer is None or not hasattr(checkpointer, "adelete_thread"):
+            return
+        try:
             await checkpointer.adelete_thread(thread_id)
+        except Exception as error:  # a failing store: the turn already said so; the leftover is harmless
+            log.warning("a private thread could not be deleted", extra={"thread_id": thread_id, "error": str(error)})
 
     async def history_to_add(self, thread_id: str, history: Sequence[BaseMessage]) -> list[BaseMessage]:
         """What of ``history`` the thread lacks; ``ThreadConflictError`` when it contradicts the thread."""
@@ -235,7 +315,9 @@ class TurnService:
 
     def _observe(self, event: AgentEvent) -> None:
         if isinstance(event, ToolEndEvent):
-            self.metrics.tool_calls.labels(event.name, "error" if event.error else "ok").inc()
+            # a tool name the model invented must not become a new time series
+            name = event.name if event.name in self.known_tools else "unknown"
+            self.metrics.tool_calls.labels(name, "error" if event.error else "ok").inc()
         elif isinstance(event, DoneEvent):
             result = event.result
             if result.degraded:

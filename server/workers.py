@@ -36,13 +36,10 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from gpudoc.server.app import create_app
+from gpudoc.server.langserve_compat import let_streams_finish_on_shutdown
 from gpudoc.server.logs import configure_logging
 from gpudoc.server.metrics import MULTIPROCESS_DIR_VARIABLE
 from gpudoc.server.settings import ServerSettings
-
-#: seconds a stopping worker lets its streams finish
-GRACEFUL_SHUTDOWN_S = 5
-
 
 class WorkerListener:
     """Stands for "a listening socket on this port" in what the supervisor hands each worker:
@@ -68,7 +65,9 @@ def listening_socket(family: socket.AddressFamily, address: tuple[Any, ...]) -> 
 def worker_app(settings: ServerSettings, log_level: str) -> FastAPI:
     """The app of one worker process (called in the worker, after it started)."""
     configure_logging(log_level)
-    return create_app(settings, freeze_heap=True)
+    app = create_app(settings, freeze_heap=True)
+    let_streams_finish_on_shutdown()
+    return app
 
 
 class _Supervisor(Multiprocess):
@@ -89,7 +88,7 @@ def serve_workers(settings: ServerSettings, port: socket.socket, *, log_level: s
     os.environ[MULTIPROCESS_DIR_VARIABLE] = metrics_dir  # inherited by the workers, which read it at import
     config = uvicorn.Config(
         functools.partial(worker_app, settings, log_level), factory=True, workers=settings.workers,
-        log_config=None, access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        log_config=None, access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     listener = WorkerListener(port.family, port.getsockname())
     supervisor = _Supervisor(config, sockets=[listener])  # type: ignore[list-item] - a socket in each worker

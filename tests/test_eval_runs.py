@@ -39,7 +39,7 @@ def test_replay_of_the_committed_recording_passes_at_least_90_percent(capsys, tm
     assert summary["cases"] >= 60 and summary["cases"] == len(load_suite())
     assert summary["pass_rate"] >= 0.9, [c["id"] for c in result["cases"] if not c["passed"]]
     assert summary["errors"] == 0
-    assert set(summary["by_scenario"]) >= set(SCENARIOS) - {"hostile-names"}
+    assert set(summary["by_scenario"]) >= set(SCENARIOS)
     for case in result["cases"]:
         assert {"id", "scenarios", "passed", "scores", "score", "turns"} <= set(case)
         for turn in case["turns"]:

@@ -17,9 +17,8 @@ SUITE = load_suite()
 def test_the_suite_covers_every_scenario_several_ways():
     assert len(SUITE) >= 60
     per_scenario = Counter(name for case in SUITE for name in set(case.scenario_names))
-    # hostile-names comes with its own cases when the simulator has it
-    assert set(SCENARIOS) - {"hostile-names"} <= set(per_scenario), set(SCENARIOS) - set(per_scenario)
-    assert min(per_scenario[name] for name in SCENARIOS if name != "hostile-names") >= 3, per_scenario
+    assert set(SCENARIOS) <= set(per_scenario), set(SCENARIOS) - set(per_scenario)
+    assert min(per_scenario[name] for name in SCENARIOS) >= 3, per_scenario
     tags = Counter(tag for case in SUITE for tag in case.tags)
     for kind in ("negative", "follow-up", "nonexistent", "slurm", "combo"):
         assert tags[kind] >= 4, (kind, tags)

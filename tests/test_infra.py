@@ -42,6 +42,7 @@ def test_compose_runs_two_replicas_on_postgres_behind_the_balancer_with_the_toke
     assert services["postgres"]["image"].startswith("postgres:15")
     assert services["balancer"]["ports"] == ["8080:8080"]
     assert "/healthz" in " ".join(gpudoc["healthcheck"]["test"])
+    assert int(gpudoc["stop_grace_period"].rstrip("s")) > 30  # GPUDOC_SHUTDOWN_GRACE_S: answers in flight finish
 
 
 def test_the_balancer_streams_unbuffered_and_follows_the_replicas() -> None:
@@ -72,6 +73,7 @@ def test_kubernetes_runs_two_replicas_with_workers_the_secrets_and_the_probes() 
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["timeoutSeconds"] >= 4  # /readyz waits up to 3 s per check
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 30  # the shutdown grace
     database = next(d for d in documents if d["kind"] == "StatefulSet")
     assert database["spec"]["template"]["spec"]["containers"][0]["image"].startswith("postgres:15")
     assert any(d["kind"] == "PodDisruptionBudget" for d in documents)

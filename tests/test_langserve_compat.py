@@ -55,3 +55,16 @@ def test_sse_starlette_keeps_one_shutdown_event_for_the_whole_process() -> None:
         asyncio.run(later_app_waits())  # with a fresh event, a later loop streams
     finally:
         fresh_sse_shutdown_event()
+
+
+def test_sse_starlette_takes_over_uvicorns_signal_handler_so_it_must_be_given_back() -> None:
+    import subprocess
+    import sys
+
+    # in a fresh interpreter: importing sse-starlette patches uvicorn's Server for the whole process
+    probe = ("import uvicorn.server as s; original = s.Server.handle_exit; import sse_starlette.sse as e; "
+             "patched = s.Server.handle_exit is not original; "
+             "from gpudoc.server.langserve_compat import let_streams_finish_on_shutdown as f; f(); "
+             "print(patched, s.Server.handle_exit is original)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.split() == ["True", "True"]

@@ -19,11 +19,12 @@ import psycopg
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from gpudoc.graph.checkpoint import ThreadStoreError
+from gpudoc.graph.checkpoint import ThreadStoreError, probe_store
 from gpudoc.graph.checkpoint_postgres import connect, open_postgres_checkpointer
 from gpudoc.graph.pg_locks import PostgresThreadLocks
 from gpudoc.server.app import create_app
 from gpudoc.server.settings import ServerSettings
+from gpudoc.server.turns import valid_thread_id
 from gpudoc.tools.sim.source import SimSource
 from tests.doubles.stub_vllm import STUB_MODEL, StubVllmServer
 from tests.services import free_port
@@ -82,6 +83,15 @@ async def test_replicas_starting_together_migrate_the_database_once(db_url: str)
         rows = await (await connection.execute("SELECT v FROM checkpoint_migrations ORDER BY v")).fetchall()
     versions = [v for (v,) in rows]
     assert versions == list(range(len(versions))) and len(versions) > 3
+
+
+async def test_readiness_probes_of_several_workers_at_once_do_not_see_each_other(db_url: str) -> None:
+    async with open_postgres_checkpointer(db_url, pool_size=4) as one, \
+            open_postgres_checkpointer(db_url, pool_size=4) as other:
+        await asyncio.gather(*(probe_store(saver) for _ in range(8) for saver in (one, other)))
+    # each probe writes a thread of its own, which no client may name
+    assert not valid_thread_id("gpudoc:store-probe") and not valid_thread_id("gpudoc:store-probe:0a1b2c")
+    assert valid_thread_id("gpudoc:store-probes")
 
 
 async def test_an_unreachable_database_is_one_line_naming_it_without_its_password() -> None:

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,74 +22,18 @@ import pytest
 
 from tests.doubles import stub_vllm
 from tests.doubles.stub_vllm import PLANNING_TEXT, StubReply, StubVllmServer, keyword_policy, planning_text_policy
+from tests.served_gpudoc import (
+    GPUDOC,
+    REPO,
+    SERVE_URL,
+    gpudoc_serve,
+    gpudoc_serve_process,
+    metric,
+    wait_until_healthy,
+)
 from tests.services.chromium import browser_page, chromium_or_skip
 
-REPO = Path(__file__).resolve().parents[1]
-GPUDOC = Path(sys.executable).parent / "gpudoc"  # the installed command, as an operator runs it
 ARTIFACTS = REPO / "artifacts"
-SERVE_URL = re.compile(r"chat page on (http://\S+?)/ ")
-
-
-@contextmanager
-def gpudoc_serve(tmp_path: Path, llm_url: str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``gpudoc serve`` on a free port of 127.0.0.1; yields its base URL, stops it with SIGTERM.
-
-    Its output goes to a file, not a pipe: a pipe nobody drains fills up and freezes the server
-    mid-test, which would look like the very hang these tests look for.
-    """
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("GPUDOC_", "LLM_"))}
-    environment.update(env or {})
-    command = [str(GPUDOC), "serve", "--port", "0", "--llm-base-url", llm_url,
-               "--db-path", str(tmp_path / "threads.sqlite"), "--log-level", "warning", *args]
-    log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=log, stderr=subprocess.STDOUT,
-                                   text=True)
-    try:
-        match = None
-        for _ in range(600):  # the banner is printed once the socket is bound
-            match = SERVE_URL.search(log_path.read_text())
-            if match or process.poll() is not None:
-                break
-            time.sleep(0.05)
-        if not match:
-            process.kill()
-            raise AssertionError(f"gpudoc serve did not start: {log_path.read_text()[-2000:]!r}")
-        base_url = match.group(1)
-        wait_until_healthy(base_url, lambda: log_path.read_text()[-2000:])
-        yield base_url
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def wait_until_healthy(base_url: str, server_output: Any, *, headers: dict[str, str] | None = None) -> None:
-    """Poll ``/healthz`` until it answers 200; fail with what was seen if it never does."""
-    seen = "no answer"
-    for _ in range(200):
-        try:
-            response = httpx.get(base_url + "/healthz", timeout=1, headers=headers)
-            if response.status_code == 200:
-                return
-            seen = f"HTTP {response.status_code}: {response.text[:200]}"
-        except httpx.TransportError as exc:
-            seen = f"{type(exc).__name__}: {exc}"
-        time.sleep(0.05)
-    raise AssertionError(f"{base_url}/healthz never answered 200 (last: {seen}); server output: {server_output()!r}")
-
-
-def metric(base_url: str, name: str, **labels: str) -> float:
-    text = httpx.get(base_url + "/metrics").text
-    for line in text.splitlines():
-        head, _, value = line.rpartition(" ")
-        metric_name, _, label_text = head.partition("{")
-        if metric_name == name and all(f'{k}="{v}"' in label_text for k, v in labels.items()):
-            return float(value)
-    return 0.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -150,14 +90,8 @@ def test_serve_reports_bad_options_in_one_line(tmp_path: Path, arguments: list[s
 # ------------------------------------------------------------------------------------------------
 
 
-def long_answer_policy(body: dict[str, Any]) -> StubReply:
-    """Tools as usual, then an answer long enough (streamed slowly) to leave in the middle of."""
-    if any(message.get("role") == "tool" for message in body.get("messages") or []):
-        return StubReply(content="GPU 3 of node-2 reads 89.2 °C. " * 400)
-    return keyword_policy(body)
-
-
-def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def llm_stream_aborted(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set when the stub vLLM server finds the connection it streams to closed (gpudoc cancelled)."""
     aborted = threading.Event()
     write_chunk = stub_vllm._Handler._write_chunk
 
@@ -169,6 +103,29 @@ def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatc
             raise
 
     monkeypatch.setattr(stub_vllm._Handler, "_write_chunk", write_or_notice_abort)
+    return aborted
+
+
+def eventually_counted(url: str, name: str, **labels: str) -> float:
+    """A counter of the server, once it is not zero (or zero after a few seconds)."""
+    value = 0.0
+    for _ in range(100):
+        value = metric(url, name, **labels)
+        if value:
+            break
+        time.sleep(0.05)
+    return value
+
+
+def long_answer_policy(body: dict[str, Any]) -> StubReply:
+    """Tools as usual, then an answer long enough (streamed slowly) to leave in the middle of."""
+    if any(message.get("role") == "tool" for message in body.get("messages") or []):
+        return StubReply(content="GPU 3 of node-2 reads 89.2 °C. " * 400)
+    return keyword_policy(body)
+
+
+def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    aborted = llm_stream_aborted(monkeypatch)
     stub = StubVllmServer(policy=long_answer_policy, token_delay=0.01)
     with stub as llm_url, gpudoc_serve(tmp_path, llm_url) as url:
         body = {"input": {"messages": [{"type": "human", "content": "Is node-2 running hot?"}]}}
@@ -185,13 +142,7 @@ def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatc
             "the server kept reading from the LLM after the client left; server log: "
             + (tmp_path / "serve.log").read_text()[-2000:]
         )
-        cancelled = 0.0
-        for _ in range(100):
-            cancelled = metric(url, "gpudoc_agent_turns_total", outcome="cancelled")
-            if cancelled:
-                break
-            time.sleep(0.05)
-        assert cancelled == 1
+        assert eventually_counted(url, "gpudoc_agent_turns_total", outcome="cancelled") == 1
         assert metric(url, "gpudoc_agent_turns_total", outcome="answered") == 0
         # The abandoned turn ran on a private thread: it is deleted once the turn has wound down.
         threads: set[str] = {"?"}
@@ -206,6 +157,148 @@ def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatc
     assert len(answer_requests) == 1  # the cancelled answer was not retried
 
 
+def test_a_client_leaving_the_original_chat_cancels_its_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    aborted = llm_stream_aborted(monkeypatch)
+    stub = StubVllmServer(policy=long_answer_policy, token_delay=0.01)
+    with stub as llm_url, gpudoc_serve(tmp_path, llm_url) as url:
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up while the answer is being written
+            httpx.post(url + "/api/agent/chat", json={"message": "Is node-2 running hot?"}, timeout=2.0)
+        assert aborted.wait(timeout=8), (
+            "the server kept the model writing after the client left; server log: "
+            + (tmp_path / "serve.log").read_text()[-2000:])
+        assert eventually_counted(url, "gpudoc_agent_turns_total", outcome="cancelled") == 1
+        assert metric(url, "gpudoc_turns_in_flight") == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Shutdown: SIGTERM stops accepting, lets turns in flight finish within the grace period
+# ------------------------------------------------------------------------------------------------
+
+SHORT_ANSWER = "GPU 3 of node-2 reads 89.2 °C. " * 60
+
+
+def short_answer_policy(body: dict[str, Any]) -> StubReply:
+    if any(message.get("role") == "tool" for message in body.get("messages") or []):
+        return StubReply(content=SHORT_ANSWER)
+    return keyword_policy(body)
+
+
+def stream_until_end(url: str, on_first_token: Any) -> tuple[str, list[str]]:
+    """Stream one turn from ``/agent/stream``; calls ``on_first_token`` once the answer starts.
+
+    Returns the answer received and the SSE event names, with ``"cut"`` last when the server
+    closed the connection in the middle of the stream.
+    """
+    body = {"input": {"messages": [{"type": "human", "content": "Is node-2 running hot?"}]}}
+    answer, events = "", []
+    with httpx.Client(timeout=60) as client, client.stream("POST", url + "/agent/stream", json=body) as response:
+        assert response.status_code == 200
+        event = None
+        try:
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                    events.append(event)
+                elif line.startswith("data:") and event == "data":
+                    chunk = json.loads(line[5:])
+                    if chunk["content"] and not answer:
+                        on_first_token()
+                    answer += chunk["content"]
+        except httpx.RemoteProtocolError:
+            events.append("cut")
+    return answer, events
+
+
+def test_sigterm_lets_a_stream_in_flight_finish_and_refuses_new_connections(tmp_path: Path) -> None:
+    refused: list[BaseException] = []
+    with StubVllmServer(policy=short_answer_policy, token_delay=0.005) as llm_url, \
+            gpudoc_serve_process(tmp_path, llm_url) as (url, process):
+
+        def terminate_and_knock() -> None:
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            try:
+                httpx.get(url + "/healthz", timeout=2)
+            except httpx.TransportError as exc:
+                refused.append(exc)
+
+        knocking = threading.Thread(target=terminate_and_knock)
+        answer, events = stream_until_end(url, knocking.start)
+        knocking.join()
+        stopped = process.wait(timeout=20)
+    assert answer.strip() == SHORT_ANSWER.strip()  # the whole answer arrived after SIGTERM
+    assert events[-1] == "end" and "error" not in events
+    assert refused and isinstance(refused[0], httpx.ConnectError)  # the listener closed at once
+    assert stopped in (0, -signal.SIGTERM)
+
+
+def test_sigterm_cuts_what_outlasts_the_grace_period(tmp_path: Path) -> None:
+    with StubVllmServer(policy=long_answer_policy, token_delay=0.01) as llm_url, \
+            gpudoc_serve_process(tmp_path, llm_url, env={"GPUDOC_SHUTDOWN_GRACE_S": "1"}) as (url, process):
+        signalled: list[float] = []
+
+        def terminate() -> None:
+            signalled.append(time.monotonic())
+            process.send_signal(signal.SIGTERM)
+
+        answer, events = stream_until_end(url, terminate)
+        process.wait(timeout=20)
+        stopped_after = time.monotonic() - signalled[0]
+    assert events[-1] == "cut"
+    assert len(answer) < len(long_answer_policy({"messages": [{"role": "tool"}]}).content)
+    assert stopped_after < 8  # one second of grace, then the stream was cut and the server stopped
+
+
+# ------------------------------------------------------------------------------------------------
+# Deployment: a network address needs the token
+# ------------------------------------------------------------------------------------------------
+
+
+def serve_command_of(text: str) -> list[str]:
+    """``gpudoc serve ...`` as a deployment file starts it, on a free port."""
+    words = text.split()
+    start = next(i for i, word in enumerate(words) if word.endswith("gpudoc") and words[i + 1] == "serve")
+    command = [str(GPUDOC), *words[start + 1:]]
+    return [("0" if previous == "--port" else word) for previous, word in zip(["", *command], command)]
+
+
+@pytest.mark.parametrize("deployment", ["Dockerfile", "systemd/gpudoc.service", "command line"])
+def test_serve_refuses_a_network_address_without_a_token(tmp_path: Path, deployment: str) -> None:
+    if deployment == "command line":
+        command = [str(GPUDOC), "serve", "--host", "0.0.0.0", "--port", "0"]
+    elif deployment == "Dockerfile":
+        cmd = next(line for line in (REPO / "infra" / "Dockerfile").read_text().splitlines() if line.startswith("CMD"))
+        command = serve_command_of(" ".join(json.loads(cmd[3:])))
+    else:
+        unit = (REPO / "infra" / deployment).read_text()
+        command = serve_command_of(next(line for line in unit.splitlines() if line.startswith("ExecStart="))[10:])
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("GPUDOC_", "LLM_"))}
+    environment["GPUDOC_API_TOKEN"] = ""  # as the shipped env file leaves it
+    result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "without an API token" in result.stderr and "GPUDOC_API_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_on_a_network_address_with_insecure_no_auth_says_so(tmp_path: Path) -> None:
+    with gpudoc_serve_process(tmp_path, "http://127.0.0.1:9/v1", "--host", "0.0.0.0", "--insecure-no-auth") as (url, _):
+        banner = (tmp_path / "serve.log").read_text()
+        assert httpx.get(url.replace("0.0.0.0", "127.0.0.1") + "/healthz").status_code == 200
+    assert "NO API TOKEN" in banner
+
+
+def test_compose_requires_the_token_and_keeps_the_model_api_local() -> None:
+    import yaml
+
+    compose = yaml.safe_load((REPO / "infra" / "docker-compose.yml").read_text())
+    gpudoc = compose["services"]["gpudoc"]
+    token = next(entry for entry in gpudoc["environment"] if entry.startswith("GPUDOC_API_TOKEN="))
+    assert token.startswith("GPUDOC_API_TOKEN=${GPUDOC_API_TOKEN:?")  # compose refuses to start without it
+    assert all(port.startswith("127.0.0.1:") for port in compose["services"]["vllm"]["ports"])
+    grace = int(gpudoc["stop_grace_period"].rstrip("s"))
+    assert grace > 30  # longer than GPUDOC_SHUTDOWN_GRACE_S's default
+
+
 # ------------------------------------------------------------------------------------------------
 # The chat page in headless Chromium
 # ------------------------------------------------------------------------------------------------
@@ -216,8 +309,8 @@ def ask_on_page(page: Any, question: str) -> None:
     done = page.locator('section.turn[data-state="done"]').count()
     page.fill("#question", question)
     page.press("#question", "Enter")
-    page.wait_for_function(f"document.querySelectorAll('section.turn[data-state=done]').length > {done}",
-                           timeout=60_000)
+    # a selector, not a JavaScript predicate: the page's CSP forbids the eval a predicate needs
+    page.locator('section.turn[data-state="done"]').nth(done).wait_for(timeout=60_000)
 
 
 def test_chat_page_streams_the_answer_with_tool_panels_and_a_chart(tmp_path: Path) -> None:
@@ -278,3 +371,65 @@ def test_chat_page_asks_for_the_token_and_says_when_there_is_no_model(tmp_path: 
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "chat-page-degraded.png"), full_page=True)
         assert page.errors == []
+
+
+class _CountingServer:
+    """An HTTP server on 127.0.0.1 that counts every request: the "remote" site an answer links to."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        hits: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                return
+
+        self.hits = hits
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_chat_page_renders_no_link_image_or_html_from_an_answer(tmp_path: Path) -> None:
+    chromium_or_skip()
+    remote = _CountingServer()
+
+    def markup_policy(body: dict[str, Any]) -> StubReply:
+        """Tools as usual, then an answer full of markup a hostile text could talk a model into."""
+        if any(message.get("role") == "tool" for message in body.get("messages") or []):
+            return StubReply(content=(
+                f"**node-3 is drained.** [Re-authenticate to gpudoc]({remote.origin}/login) "
+                f"![status]({remote.origin}/pixel.png?d=cluster) <img src=\"{remote.origin}/raw.png\"> "
+                f"<a href=\"{remote.origin}/a\">click</a> www.evil.example\n\n| GPU | temp |\n|---|---|\n| 0 | 63.0 |\n"))
+        return keyword_policy(body)
+
+    try:
+        with StubVllmServer(policy=markup_policy) as llm_url, \
+                gpudoc_serve(tmp_path, llm_url, "--scenario", "hostile-names") as url, browser_page() as page:
+            page.goto(url + "/")
+            page.wait_for_selector("#llm-status.pill-ok")
+            ask_on_page(page, "Why is node-3 drained?")
+            answer = page.locator(".answer").last
+            text = answer.inner_text()
+            assert answer.locator("a, img").count() == 0
+            assert answer.locator("table").count() == 1 and answer.locator("strong").count() == 1
+            assert "Re-authenticate to gpudoc" in text and f"({remote.origin}/login)" in text
+            assert "[image: status]" in text and '<img src="' in text  # shown as text, never loaded
+            page.wait_for_timeout(300)
+            csp = httpx.get(url + "/").headers["content-security-policy"]
+    finally:
+        remote.close()
+    assert remote.hits == []
+    assert "img-src 'self' data:" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp

@@ -6,8 +6,9 @@ costs latency and attention. All tools therefore agree on the same conventions:
 * JSON without spaces (``{"a":1,"b":2}``), non-ASCII kept as is;
 * 1 decimal for °C, W and %, integers for MiB and MHz;
 * times as ``2025-01-31T12:01:00Z`` (UTC) or ``12:01`` inside a documented range;
-* user-written free text (job names, node reasons, rule names) cleaned of control characters
-  and cut to ``FREE_TEXT_MAX_CHARS`` so it stays data in a labelled field;
+* user-written free text (job names, node reasons, rule names, arguments echoed back) cleaned
+  as ``ClusterText`` is (no control characters, newlines, links or images) and cut to
+  ``FREE_TEXT_MAX_CHARS`` so it stays data in a labelled field;
 * every result at most ``OUTPUT_BUDGET_CHARS`` characters, with a note saying how to narrow
   the query when items had to be left out; the source's notes about the facts
   (``sources.notes``) are part of that budget, so lists shrink to leave them room.
@@ -16,10 +17,10 @@ costs latency and attention. All tools therefore agree on the same conventions:
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from gpudoc.tools.models.text import clean_cluster_text
 from gpudoc.tools.sources.notes import current_notes
 
 #: Upper bound on the characters of any tool result, on any cluster size.
@@ -27,9 +28,6 @@ OUTPUT_BUDGET_CHARS = 6000
 
 #: Longest user-written text (job name, node reason) copied into a tool result.
 FREE_TEXT_MAX_CHARS = 80
-
-_CONTROL_OR_SPACE_RUN = re.compile(r"[\s\x00-\x1f\x7f]+")
-
 
 def dumps(payload: Any) -> str:
     """The compact JSON every tool returns."""
@@ -63,13 +61,10 @@ def hhmm(moment: datetime) -> str:
 
 
 def free_text(text: str | None, limit: int = FREE_TEXT_MAX_CHARS) -> str | None:
-    """User-written text made safe to embed as a value: one line, bounded length."""
+    """User-written text made safe to embed as a value: the ``ClusterText`` cleaning, a shorter cap."""
     if text is None:
         return None
-    cleaned = _CONTROL_OR_SPACE_RUN.sub(" ", text).strip()
-    if len(cleaned) > limit:
-        cleaned = cleaned[: limit - 1].rstrip() + "…"
-    return cleaned
+    return clean_cluster_text(text, limit=limit)
 
 
 def without_none(mapping: dict[str, Any]) -> dict[str, Any]:

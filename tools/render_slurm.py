@@ -226,7 +226,9 @@ def render_slurm_jobs(
     ``jobs`` is the snapshot's job list, passed separately because sources without one
     (``snapshot.jobs is None``) are answered by the caller before any filtering.
     """
-    filters = without_none({"state": state, "node": node, "user": user})
+    # the filters are the model's arguments, echoed: cleaned as cluster text, since a model that
+    # read hostile text may pass it on
+    filters = without_none({"state": free_text(state, 20), "node": free_text(node, 60), "user": free_text(user, 60)})
     matched = [
         job
         for job in jobs

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -35,7 +36,7 @@ from gpudoc.graph.contracts import (
     TurnResult,
 )
 from gpudoc.graph.llm import build_chat_model, llm_available
-from gpudoc.graph.runner import stream_turn
+from gpudoc.graph.deadline import stream_turn_within
 
 #: when the probe already failed, fail fast instead of waiting on retries and timeouts
 UNREACHABLE_TIMEOUT_S = 10.0
@@ -87,7 +88,9 @@ async def _ask(args: argparse.Namespace) -> int:
         settings = await prepare_model(settings, notice=sys.stderr)
         agent = build_agent(source=source, llm=build_chat_model(settings), settings=settings)
         renderer = None if args.json else TerminalRenderer(sys.stdout, show_thinking=settings.llm_enable_thinking)
-        async for event in stream_turn(agent, args.question):
+        turn = stream_turn_within(agent, args.question, deadline_s=settings.turn_timeout_s,
+                                  thread_id=uuid.uuid4().hex)
+        async for event in turn:
             if renderer is not None:
                 renderer.show(event)
             if isinstance(event, ErrorEvent):

@@ -25,7 +25,7 @@ from gpudoc.graph.checkpoint import ThreadStoreError
 from gpudoc.graph.thread_store import open_thread_store
 from gpudoc.graph.contracts import ErrorEvent
 from gpudoc.graph.llm import build_chat_model
-from gpudoc.graph.runner import stream_turn
+from gpudoc.graph.deadline import stream_turn_within
 
 HELP = "Ask about the cluster. /new starts a new conversation, /exit leaves."
 HISTORY_FILE = Path("~/.gpudoc_history").expanduser()
@@ -94,9 +94,10 @@ async def _chat(args: argparse.Namespace) -> int:
                 if question.startswith("/"):
                     print(HELP)
                     continue
-                release = await store.locks.acquire(thread)  # a server may serve this thread too
+                release = await store.shared_locks.acquire(thread)  # a server may serve this thread too
                 try:
-                    async for event in stream_turn(agent, question, thread_id=thread):
+                    async for event in stream_turn_within(agent, question, deadline_s=settings.turn_timeout_s,
+                                                          thread_id=thread):
                         renderer.show(event)
                         if isinstance(event, ErrorEvent):
                             print(f"gpudoc: error: {event.message}", file=sys.stderr)

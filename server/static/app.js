@@ -100,9 +100,40 @@
     return node;
   }
 
+  function escapeHtml(text) {
+    return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  }
+
+  // An answer can quote text that cluster users wrote, and a model can be talked into writing a
+  // link or an image: nothing in an answer may navigate or load anything. Links render as their
+  // label with the address as plain text, images as their description, raw HTML as text; the
+  // sanitiser then keeps only the formatting tags an answer needs (and the page's CSP forbids
+  // remote images and scripts whatever gets through).
+  const answerMarkdown = new window.marked.Marked({
+    gfm: true,
+    breaks: false,
+    renderer: {
+      link(token) {
+        const label = this.parser.parseInline(token.tokens);
+        const shown = token.href && token.href !== token.text ? ` <span class="link-address">(${escapeHtml(token.href)})</span>` : "";
+        return label + shown;
+      },
+      image(token) {
+        return `<span class="image-text">[image${token.text ? ": " + escapeHtml(token.text) : ""}]</span>`;
+      },
+      html(token) {
+        return escapeHtml(token.text);
+      },
+    },
+  });
+  const ANSWER_TAGS = ["p", "br", "hr", "strong", "em", "b", "i", "del", "code", "pre", "blockquote", "ul", "ol",
+    "li", "table", "thead", "tbody", "tr", "th", "td", "h1", "h2", "h3", "h4", "h5", "h6", "span"];
+
   function renderMarkdown(target, markdown) {
-    const html = window.marked.parse(markdown || "", { gfm: true, breaks: false });
-    target.innerHTML = window.DOMPurify.sanitize(html);
+    const html = answerMarkdown.parse(markdown || "");
+    target.innerHTML = window.DOMPurify.sanitize(html, {
+      ALLOWED_TAGS: ANSWER_TAGS, ALLOWED_ATTR: ["align", "start", "class"],
+    });
   }
 
   function prettyJson(text) {

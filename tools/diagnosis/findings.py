@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from gpudoc.tools.models.text import ComposedText
+
 Severity = Literal["critical", "warning", "info"]
 
 #: what a finding blames; "hardware" means a GPU part (a drain/RMA candidate), "application" a
@@ -21,19 +23,24 @@ SEVERITY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 
 
 class Finding(BaseModel):
-    """A conclusion drawn from cluster facts without any language model."""
+    """A conclusion drawn from cluster facts without any language model.
+
+    Its text is composed from cleaned cluster values (``ClusterText``, ``ClusterName``); the
+    ``ComposedText`` fields make sure no way of putting them together yields a second line, a
+    link or an image.
+    """
 
     severity: Severity
-    subject: str = Field(description='"node-3", "node-3/gpu-5" or "job 1234"')
+    subject: ComposedText = Field(description='"node-3", "node-3/gpu-5" or "job 1234"')
     rule: str = Field(description='stable id, e.g. "gpu.xid79_fell_off_bus"')
-    title: str = Field("", description="one line an operator reads first")
-    evidence: list[str] = Field(default_factory=list, description="facts with their numbers")
-    cause: str = ""
-    action: str = ""
+    title: ComposedText = Field("", description="one line an operator reads first")
+    evidence: list[ComposedText] = Field(default_factory=list, description="facts with their numbers")
+    cause: ComposedText = ""
+    action: ComposedText = ""
     category: Category = "hardware"
-    nodes: list[str] = Field(default_factory=list, description="nodes the finding concerns")
-    gpus: list[str] = Field(default_factory=list, description='GPUs it concerns, as "node-3/gpu-5"')
-    job_id: str | None = Field(None, description="Slurm job involved, when there is one")
+    nodes: list[ComposedText] = Field(default_factory=list, description="nodes the finding concerns")
+    gpus: list[ComposedText] = Field(default_factory=list, description='GPUs it concerns, as "node-3/gpu-5"')
+    job_id: ComposedText | None = Field(None, description="Slurm job involved, when there is one")
 
 
 class DiagnosisReport(BaseModel):
@@ -45,7 +52,7 @@ class DiagnosisReport(BaseModel):
     nodes_examined: int
     gpus_examined: int
     findings: list[Finding] = Field(default_factory=list)
-    limitations: list[str] = Field(
+    limitations: list[ComposedText] = Field(
         default_factory=list, description="facts the source could not provide, so were not examined"
     )
 

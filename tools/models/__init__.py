@@ -38,13 +38,21 @@ from gpudoc.tools.models.slurm import (
     SlurmPartition,
     SlurmSnapshot,
 )
-from gpudoc.tools.models.text import MAX_CLUSTER_TEXT_CHARS, ClusterText, clean_cluster_text
+from gpudoc.tools.models.text import (
+    MAX_CLUSTER_NAME_CHARS,
+    MAX_CLUSTER_TEXT_CHARS,
+    ClusterName,
+    ClusterText,
+    ComposedText,
+    clean_cluster_text,
+    neutralise_markup,
+)
 
 __all__ = [
-    "A100_80GB", "GPU_MODELS", "H100_80GB", "MAX_CLUSTER_TEXT_CHARS", "SLURM_BASE_STATES",
+    "A100_80GB", "GPU_MODELS", "H100_80GB", "MAX_CLUSTER_NAME_CHARS", "MAX_CLUSTER_TEXT_CHARS", "SLURM_BASE_STATES",
     "SLURM_NODE_FLAGS", "SchedulerHealth",
-    "AlertCondition", "AlertEvent", "AlertRule", "ClockEventReason", "ClusterStatus", "ClusterText",
+    "AlertCondition", "AlertEvent", "AlertRule", "ClockEventReason", "ClusterName", "ClusterStatus", "ClusterText", "ComposedText",
     "GpuMetrics", "GpuModelSpec", "GpuSample", "GpuSeries", "JobState", "Model", "NetworkPort",
     "NodeMetrics", "QueueCounts", "SlurmJob", "SlurmNode", "SlurmPartition", "SlurmSnapshot",
-    "SlurmSummary", "XidEvent", "clean_cluster_text", "clock_event_names", "spec_for_model_name",
+    "SlurmSummary", "XidEvent", "clean_cluster_text", "clock_event_names", "neutralise_markup", "spec_for_model_name",
 ]

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal
 
 from gpudoc.tools.models.base import Model
-from gpudoc.tools.models.text import ClusterText
+from gpudoc.tools.models.text import ClusterName, ClusterText
 
 
 AlertCondition = Literal["gt", "lt", "eq", "gte", "lte"]
@@ -15,13 +15,13 @@ AlertCondition = Literal["gt", "lt", "eq", "gte", "lte"]
 class AlertRule(Model):
     """A threshold rule in GPU Watchdog's form: fire when ``metric condition threshold`` for ``duration`` s."""
 
-    id: str
+    id: ClusterName
     name: ClusterText
-    metric: str
+    metric: ClusterName
     condition: AlertCondition
     threshold: float
     duration_seconds: int = 0
-    node_filter: str | None = None
+    node_filter: ClusterName | None = None
     enabled: bool = True
     created_at: datetime
     updated_at: datetime
@@ -30,12 +30,12 @@ class AlertRule(Model):
 class AlertEvent(Model):
     """One firing of a rule on one node (and GPU, when the metric is per GPU)."""
 
-    id: str
-    rule_id: str
+    id: ClusterName
+    rule_id: ClusterName
     rule_name: ClusterText
-    node_id: str
+    node_id: ClusterName
     gpu_index: int | None = None
-    metric: str
+    metric: ClusterName
     value: float
     threshold: float
     condition: AlertCondition

@@ -12,7 +12,7 @@ from enum import IntFlag
 from pydantic import Field
 
 from gpudoc.tools.models.base import Model
-from gpudoc.tools.models.text import ClusterText
+from gpudoc.tools.models.text import ClusterName, ClusterText
 
 
 class ClockEventReason(IntFlag):
@@ -104,7 +104,7 @@ class XidEvent(Model):
     xid: int
     timestamp: datetime
     message: ClusterText = ""
-    job_id: str | None = None
+    job_id: ClusterName | None = None
 
 
 class GpuMetrics(Model):
@@ -114,11 +114,11 @@ class GpuMetrics(Model):
     cannot see it. ``stale`` marks a GPU whose series stopped updating (fell off the bus, GSP hang).
     """
 
-    node_id: str
+    node_id: ClusterName
     index: int
-    uuid: str | None = None
-    model: str
-    pci_bus_id: str | None = None
+    uuid: ClusterName | None = None
+    model: ClusterName
+    pci_bus_id: ClusterName | None = None
     utilization_pct: float
     memory_used_mib: float
     memory_total_mib: float
@@ -148,7 +148,7 @@ class GpuMetrics(Model):
     nvlink_error_count: int | None = Field(default=None, description="CRC+replay+recovery total")
     nvlink_links_down: int | None = None
     nvlink_bandwidth_gbps: float | None = None
-    job_id: str | None = Field(default=None, description="Slurm job using this GPU (hpc_job)")
+    job_id: ClusterName | None = Field(default=None, description="Slurm job using this GPU (hpc_job)")
     stale: bool = False
     last_seen: datetime | None = None
 
@@ -171,6 +171,6 @@ class GpuSample(Model):
 class GpuSeries(Model):
     """The history of one GPU over a window, oldest sample first."""
 
-    node_id: str
+    node_id: ClusterName
     gpu_index: int
     samples: list[GpuSample]

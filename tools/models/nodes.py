@@ -8,12 +8,13 @@ from pydantic import Field
 
 from gpudoc.tools.models.base import Model
 from gpudoc.tools.models.gpu import GpuMetrics
+from gpudoc.tools.models.text import ClusterName
 
 
 class NetworkPort(Model):
     """An InfiniBand port of a node (node_exporter's infiniband collector)."""
 
-    device: str
+    device: ClusterName
     port: int = 1
     state_id: int = Field(description="4 = ACTIVE; anything else is not passing traffic")
     link_downed_total: int = 0
@@ -23,10 +24,10 @@ class NetworkPort(Model):
 class NodeMetrics(Model):
     """All current readings of one node; ``reachable=False`` when its exporters went silent."""
 
-    node_id: str
-    hostname: str
+    node_id: ClusterName
+    hostname: ClusterName
     timestamp: datetime
     reachable: bool = True
     gpus: list[GpuMetrics] = Field(default_factory=list)
     network: list[NetworkPort] | None = None
-    driver_version: str | None = None
+    driver_version: ClusterName | None = None

@@ -1,7 +1,9 @@
 """Scheduler facts: Slurm nodes, jobs, partitions, queue counts and the controller's health.
 
 Names, users, accounts and reasons are written by cluster users; they are ``ClusterText``
-(cleaned and capped at the model boundary, see ``text.py``) so no source can pass them raw.
+(cleaned and capped at the model boundary, see ``text.py``) so no source can pass them raw;
+node, partition and job names and the states a source reports are ``ClusterName`` (the same
+cleaning: a source is only as trustworthy as whoever configured it).
 Fields a Slurm version (or a source) does not report stay ``None``; nothing is filled in.
 """
 
@@ -13,7 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from gpudoc.tools.models.base import Model
-from gpudoc.tools.models.text import ClusterText
+from gpudoc.tools.models.text import ClusterName, ClusterText, ComposedText
 
 
 SLURM_BASE_STATES = ("IDLE", "ALLOCATED", "MIXED", "DOWN", "ERROR", "FUTURE", "UNKNOWN")
@@ -36,9 +38,9 @@ _SINFO_BASE = {"ALLOCATED": "alloc", "MIXED": "mix"}
 class SlurmNode(Model):
     """A Slurm node as slurmrestd reports it: ``state`` is base state first, then flags."""
 
-    name: str
-    hostname: str | None = Field(default=None, description="NodeHostname, when it differs from the name")
-    state: list[str] = Field(description='e.g. ["IDLE", "DRAIN"] (sinfo: drained)')
+    name: ClusterName
+    hostname: ClusterName | None = Field(default=None, description="NodeHostname, when it differs from the name")
+    state: list[ClusterName] = Field(description='e.g. ["IDLE", "DRAIN"] (sinfo: drained)')
     reason: ClusterText | None = None
     reason_set_at: datetime | None = None
     reason_set_by: ClusterText | None = Field(default=None, description="who set the reason (Slurm's own user for reasons Slurm writes)")
@@ -48,10 +50,10 @@ class SlurmNode(Model):
     memory_alloc_mb: int
     gpus_total: int
     gpus_alloc: int | None = None
-    gres: str | None = Field(default=None, description='configured, e.g. "gpu:a100:8(S:0-1)"')
-    gres_used: str | None = Field(default=None, description='e.g. "gpu:a100:2(IDX:0-1)"')
+    gres: ClusterName | None = Field(default=None, description='configured, e.g. "gpu:a100:8(S:0-1)"')
+    gres_used: ClusterName | None = Field(default=None, description='e.g. "gpu:a100:2(IDX:0-1)"')
     gpu_indices_used: list[int] | None = Field(default=None, description="GPU indices in use, where Slurm names them")
-    partitions: list[str] = Field(default_factory=list)
+    partitions: list[ClusterName] = Field(default_factory=list)
     boot_time: datetime | None = None
     slurmd_started_at: datetime | None = None
 
@@ -147,21 +149,21 @@ class SlurmJob(Model):
     other state (``NodeDown`` for a NODE_FAIL job, ``NonZeroExitCode``, ``TimeLimit``).
     """
 
-    job_id: str
+    job_id: ClusterName
     name: ClusterText
     user: ClusterText
     account: ClusterText | None = None
-    partition: str
+    partition: ClusterName
     qos: ClusterText | None = None
     state: JobState
-    state_flags: list[str] = Field(default_factory=list, description="e.g. COMPLETING, REQUEUED, CONFIGURING")
+    state_flags: list[ClusterName] = Field(default_factory=list, description="e.g. COMPLETING, REQUEUED, CONFIGURING")
     pending_reason: ClusterText | None = None
     state_reason: ClusterText | None = None
-    nodes: list[str] = Field(default_factory=list)
-    failed_node: str | None = Field(default=None, description="the node Slurm blames for a failed job")
+    nodes: list[ClusterName] = Field(default_factory=list)
+    failed_node: ClusterName | None = Field(default=None, description="the node Slurm blames for a failed job")
     gpus: int = 0
     gpus_per_node: int | None = None
-    gpu_indices: dict[str, list[int]] = Field(default_factory=dict)
+    gpu_indices: dict[ClusterName, list[int]] = Field(default_factory=dict)
     submit_time: datetime
     start_time: datetime | None = None
     end_time: datetime | None = None
@@ -171,9 +173,9 @@ class SlurmJob(Model):
 
 
 class SlurmPartition(Model):
-    name: str
-    state: str = "UP"
-    nodes: list[str]
+    name: ClusterName
+    state: ClusterName = "UP"
+    nodes: list[ClusterName]
     total_gpus: int
     total_cpus: int | None = None
     max_time_minutes: int | None = None
@@ -195,11 +197,11 @@ class SchedulerHealth(Model):
     Times are microseconds as Slurm reports them.
     """
 
-    controller: str | None = Field(default=None, description="slurmctld host that answered")
+    controller: ClusterName | None = Field(default=None, description="slurmctld host that answered")
     responding: bool | None = None
-    mode: str | None = Field(default=None, description="primary or backup")
-    slurm_version: str | None = None
-    api: str | None = Field(default=None, description='how the facts were read: "rest v0.0.40", "cli"')
+    mode: ClusterName | None = Field(default=None, description="primary or backup")
+    slurm_version: ClusterName | None = None
+    api: ClusterName | None = Field(default=None, description='how the facts were read: "rest v0.0.40", "cli"')
     server_threads: int | None = None
     agent_queue_size: int | None = Field(default=None, description="outgoing RPCs waiting (retries to dead nodes pile up here)")
     dbd_agent_queue_size: int | None = Field(default=None, description="messages waiting for slurmdbd")
@@ -231,5 +233,5 @@ class SlurmSnapshot(Model):
     partitions: list[SlurmPartition] | None = None
     queue: QueueCounts
     scheduler: SchedulerHealth | None = None
-    notes: list[str] = Field(default_factory=list)
+    notes: list[ComposedText] = Field(default_factory=list)
     timestamp: datetime

@@ -62,6 +62,7 @@ class PlannedJob:
     pinned: bool = False
     requested_gpus: int = 0
     job_id: str = ""
+    account: str | None = None  # None: the user's usual account
 
     @property
     def gpus(self) -> int:
@@ -112,14 +113,14 @@ class JobPlan:
             end: float | None = None, final_state: str = "COMPLETED", name: str | None = None,
             user: str | None = None, partition: str | None = None, exit_code: int | None = None,
             pending_reason: str | None = None, profile: WorkProfile | None = None,
-            pinned: bool = False, requested_gpus: int = 0) -> PlannedJob:
+            pinned: bool = False, requested_gpus: int = 0, account: str | None = None) -> PlannedJob:
         gpus = sum(len(v) for v in alloc.values()) or requested_gpus or 1
         job = PlannedJob(
             key=len(self.jobs), name=name or self.rng.choice(_NAMES[kind]), user=user or self.rng.choice(USERS),
             partition=partition or self._partition_for(kind, list(alloc)), alloc=alloc, submit=round(submit),
             start=None if start is None else round(start), end=None if end is None else round(end), final_state=final_state, profile=profile or make_profile(kind, self.rng, gpus),
             exit_code=exit_code if exit_code is not None else (0 if final_state == "COMPLETED" else None),
-            pending_reason=pending_reason, pinned=pinned, requested_gpus=requested_gpus,
+            pending_reason=pending_reason, pinned=pinned, requested_gpus=requested_gpus, account=account,
         )
         self.jobs.append(job)
         self._index = None

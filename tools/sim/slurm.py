@@ -91,7 +91,8 @@ class SlurmView:
         exit_code = job.exit_code if job.exit_code is not None else (1 if state == "FAILED" else None)
         per_node = {len(g) for g in job.alloc.values()}
         return SlurmJob(
-            job_id=job.job_id, name=job.name, user=job.user, account=_ACCOUNTS.get(job.user), partition=job.partition,
+            job_id=job.job_id, name=job.name, user=job.user, account=job.account or _ACCOUNTS.get(job.user),
+            partition=job.partition,
             state=state,  # type: ignore[arg-type]
             pending_reason=job.pending_reason if state == "PENDING" else None,
             state_reason=_END_REASON.get(state) if ended else None,

@@ -54,7 +54,9 @@ class SimSource(ClusterSource):
         self.telemetry = Telemetry(topo, Baseline(topo, plan, noise, anchor_epoch), faults)
         self.slurm_view = SlurmView(topo, plan, faults, self.telemetry.at_rel)
         start = int((anchor_epoch - ALERT_HORIZON_S) // SCRAPE_S)
-        self.rule_book = RuleBook(default_rules(topo.spec, rules_created_at(clock.anchor)), self.telemetry, topo,
+        created = rules_created_at(clock.anchor)
+        rules = default_rules(topo.spec, created) + [rule for fault in faults for rule in fault.alert_rules(created)]
+        self.rule_book = RuleBook(rules, self.telemetry, topo,
                                   start, self.slurm_view.alert_readings)
         self.ground_truth: list[GroundTruth] = [f.truth() for f in faults]
 

@@ -19,6 +19,7 @@ from gpudoc.tools.models import (
     NodeMetrics,
     SlurmSnapshot,
 )
+from gpudoc.tools.models.text import clean_cluster_name
 
 
 class SourceError(Exception):
@@ -41,7 +42,7 @@ class UnknownNodeError(SourceError, LookupError):
         self.valid_ids = list(valid_ids)
         shown = ", ".join(self.valid_ids[:64])
         more = f" (and {len(self.valid_ids) - 64} more)" if len(self.valid_ids) > 64 else ""
-        super().__init__(f"Unknown node '{node_id}'. Valid node ids: {shown}{more}.")
+        super().__init__(f"Unknown node '{clean_cluster_name(node_id)}'. Valid node ids: {shown}{more}.")
 
 
 class NotSupportedError(SourceError):

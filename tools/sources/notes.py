@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from gpudoc.tools.models.text import neutralise_markup
+
 #: the most notes one collector keeps; the rest are counted, so one broken field of 512 GPUs
 #: cannot crowd a tool's output
 MAX_NOTES = 12
@@ -42,7 +44,7 @@ class SourceNotes:
         self.dropped = 0
 
     def add(self, text: str) -> None:
-        line = " ".join(text.split())
+        line = neutralise_markup(text)  # notes quote what a backend sent: one line, no markup
         if len(line) > MAX_NOTE_CHARS:
             line = line[: MAX_NOTE_CHARS - 1].rstrip() + "…"
         if not line or line in self._lines:

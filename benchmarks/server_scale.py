@@ -18,8 +18,10 @@ shares an interpreter with what is measured) and ``gpudoc serve`` as an operator
 3. **``--streams`` concurrent streams** on 1 and 2 workers: p50/p99 of the time to the first
    answer token and to the end of the stream.
 
-Without admission control every stream is accepted; with it, a burst beyond the limit is
-answered 429 and the figures of part 3 change meaning (the refused streams are counted apart).
+Parts 1 and 2 admit every stream (``GPUDOC_MAX_CONCURRENT_TURNS`` set far above the burst), so
+that both worker counts do the same work. Part 3 runs once like that and once with the server's
+admission control (``--admission``, default the server's limit per worker): streams beyond the
+limit are answered 429 at once (counted apart) and the admitted ones keep their latency.
 
     .venv/bin/python benchmarks/server_scale.py [--burst 60] [--streams 200] [--repeats 3]
 """
@@ -57,6 +59,8 @@ QUESTION = "Is node-2 running hot?"
 SCENARIO = "thermal-throttle@node-2/gpu-3"
 SERVE_URL = re.compile(r"chat page on (http://\S+?)/ ")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: admission limit that admits every stream of these bursts (what is measured is the work, not refusals)
+UNLIMITED = 10_000
 
 
 # ---- processes ----------------------------------------------------------------------------------
@@ -103,10 +107,17 @@ class Served:
 
 
 @contextmanager
-def gpudoc_serve(llm_url: str, db_url: str, workers: int, logs: Path) -> Iterator[Served]:
-    """``gpudoc serve --workers N`` on PostgreSQL as a process; stopped with SIGTERM."""
+def gpudoc_serve(llm_url: str, db_url: str, workers: int, logs: Path,
+                 admission: int | None = UNLIMITED) -> Iterator[Served]:
+    """``gpudoc serve --workers N`` on PostgreSQL as a process; stopped with SIGTERM.
+
+    ``admission``: turns each worker takes at once (``GPUDOC_MAX_CONCURRENT_TURNS``); ``None``
+    leaves the server's default.
+    """
     log = logs / f"serve-{uuid.uuid4().hex[:8]}.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("GPUDOC_", "LLM_"))}
+    if admission is not None:
+        environment["GPUDOC_MAX_CONCURRENT_TURNS"] = str(admission)
     command = [str(GPUDOC), "serve", "--port", "0", "--llm-base-url", llm_url, "--db-url", db_url,
                "--workers", str(workers), "--scenario", SCENARIO, "--log-level", "info"]
     with log.open("w") as output:
@@ -323,6 +334,9 @@ def main() -> None:
     parser.add_argument("--reasoning-words", type=int, default=500, help="filler tokens before each reasoning")
     parser.add_argument("--answer-words", type=int, default=1000, help="filler tokens before each answer")
     parser.add_argument("--pace-ms", type=float, default=4.0, help="ms between tokens for the paced measurement")
+    parser.add_argument("--admission", type=int, default=None,
+                        help="turns a worker takes at once in the admission-control run of part 3 "
+                             "(default: the server's GPUDOC_MAX_CONCURRENT_TURNS default)")
     parser.add_argument("--skip", choices=["cpu", "burst", "streams"], action="append", default=[])
     args = parser.parse_args()
 
@@ -361,11 +375,13 @@ def main() -> None:
             print(f"{args.streams} concurrent streams:")
             with stub_vllm() as stub:
                 parties = {"stub": stub.pid, "postgres": database.pid}
-                for workers in (1, 2):
-                    with gpudoc_serve(stub.url, db_url, workers, logs) as served:
-                        result = burst(served, args.streams, parties)
-                    print(f"  {workers} worker(s): wall {result.wall_s:.2f} s; {describe(result.streams)}; "
-                          f"CPU s: {result.cpu_text()}", flush=True)
+                for admission, label in ((UNLIMITED, "every stream admitted"),
+                                         (args.admission, "with admission control")):
+                    for workers in (1, 2):
+                        with gpudoc_serve(stub.url, db_url, workers, logs, admission) as served:
+                            result = burst(served, args.streams, parties)
+                        print(f"  {workers} worker(s), {label}: wall {result.wall_s:.2f} s; "
+                              f"{describe(result.streams)}; CPU s: {result.cpu_text()}", flush=True)
         print(f"load average at end: {load_average()}")
     finally:
         database.stop()

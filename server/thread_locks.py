@@ -7,8 +7,9 @@ answer. Serialising the turns of a thread (``asyncio.Lock`` wakes waiters in arr
 every turn, each one seeing the answers before it.
 
 Scope: the locks live in this process. Several server processes sharing one store (``gpudoc
-serve`` behind a load balancer, or several workers) need a lock the processes share, e.g. a
-PostgreSQL advisory lock on the thread id, behind this same ``hold`` interface.
+serve --workers``, or replicas behind a load balancer) share PostgreSQL, and a turn holding this
+lock then also takes the thread's advisory lock there (``graph/pg_locks.py``, through
+``TurnService``), so turns of one thread follow each other across processes too.
 """
 
 from __future__ import annotations

@@ -180,7 +180,14 @@ class TurnService:
         if self.threads.busy(thread_id):
             yield StatusEvent(stage="queued", detail="waiting for the turn before it on this thread to finish")
         async with self.threads.hold(thread_id):
-            release = await self.shared_locks.acquire(thread_id)  # turns of other workers and hosts
+            try:
+                release = await self.shared_locks.acquire(thread_id)  # turns of other workers and hosts
+            except ThreadStoreError as problem:  # the database holding the lock is unreachable
+                failed = ErrorEvent(kind="store", message=(
+                    f"{NOT_SAVED_PREFIX}{problem} Nothing of this turn ran; check /readyz."))
+                self._observe(failed)
+                yield failed
+                return
             try:
                 # Matched against the thread only now, with the turns before it answered.
                 added = await self.history_to_add(thread_id, history)
@@ -261,7 +268,8 @@ class TurnService:
         except ThreadStoreError as problem:
             return ErrorEvent(kind="store", message=(
                 f"{NOT_SAVED_PREFIX}{problem}. Nothing of this turn is kept in the conversation; check the "
-                "conversation store (GPUDOC_DB_PATH: disk space, permissions, integrity) and /readyz."))
+                "conversation store (GPUDOC_DB_PATH: disk space, permissions, integrity; GPUDOC_DB_URL: the "
+                "database server) and /readyz."))
         return event
 
     async def run(

@@ -241,3 +241,22 @@ async def test_readyz_reports_the_database_down_and_back(db_url: str, postgres_s
     assert store["ok"] is False and "PostgreSQL is running" in store["detail"]
     assert "postgresql://postgres@127.0.0.1" in store["detail"] and "refused" in store["detail"]
     assert back.status_code == 200 and back.json()["checks"]["store"]["ok"] is True
+
+
+async def test_a_turn_on_a_thread_with_the_database_down_fails_visibly_and_names_it(
+    db_url: str, postgres_server: Any
+) -> None:
+    body = {"input": {"messages": [{"type": "human", "content": "Is node-2 running hot?"}]}}
+    with StubVllmServer() as llm_url:
+        async with worker(server_settings(db_url, llm_url)) as client:
+            postgres_server.stop()
+            try:
+                invoked = await client.post("/agent/invoke", headers={"X-Thread-Id": "thread-down-1"}, json=body)
+                streamed = await client.post("/agent/stream", headers={"X-Thread-Id": "thread-down-2"}, json=body)
+            finally:
+                postgres_server.start()
+            again = await client.post("/agent/invoke", headers={"X-Thread-Id": "thread-down-1"}, json=body)
+    assert invoked.status_code == 503
+    assert "The turn was not saved" in invoked.text and "postgresql://postgres@127.0.0.1" in invoked.text
+    assert streamed.status_code == 200 and '"kind":"store"' in streamed.text.replace(" ", "")
+    assert again.status_code == 200  # the database is back: so are the turns

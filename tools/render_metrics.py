@@ -219,6 +219,11 @@ def render_current_metrics(nodes: Sequence[NodeMetrics]) -> dict[str, Any]:
 _Format = Callable[[Any], Any]
 
 
+def _ratio(value: float) -> float:
+    """Activity ratios (0-1) to two decimals: one decimal would hide a tensor pipe at 4 %."""
+    return round(float(value), 2) + 0.0
+
+
 def _xid_events(events: Any) -> list[dict[str, Any]]:
     newest = sorted(events, key=lambda e: e.timestamp, reverse=True)[:MAX_XID_EVENTS_SHOWN]
     return [
@@ -261,8 +266,21 @@ GPU_FIELD_KEYS: dict[str, tuple[str, _Format]] = {
     "pcie_link_width_max": ("pcie_width_max", int),
     "pcie_replay_count": ("pcie_replays", int),
     "nvlink_error_count": ("nvlink_errors", int),
+    "nvlink_crc_flit_errors": ("nvlink_crc_flit_errors", int),
+    "nvlink_crc_data_errors": ("nvlink_crc_data_errors", int),
+    "nvlink_replay_errors": ("nvlink_replay_errors", int),
+    "nvlink_recovery_errors": ("nvlink_recovery_errors", int),
     "nvlink_links_down": ("nvlink_links_down", int),
     "nvlink_bandwidth_gbps": ("nvlink_bw_gbps", r1),
+    "memory_reserved_mib": ("mem_reserved_mib", rint),
+    "energy_mj": ("energy_kwh", lambda mj: round(mj / 3.6e9, 2)),
+    "encoder_util_pct": ("enc_util_pct", r1),
+    "decoder_util_pct": ("dec_util_pct", r1),
+    "graphics_active": ("gr_active", _ratio),
+    "tensor_active": ("tensor_active", _ratio),
+    "dram_active": ("dram_active", _ratio),
+    "pcie_tx_bytes_per_s": ("pcie_tx_mb_s", lambda b: rint(b / 1e6)),
+    "pcie_rx_bytes_per_s": ("pcie_rx_mb_s", lambda b: rint(b / 1e6)),
     "job_id": ("job", str),
     "stale": ("stale", bool),
     "last_seen": ("last_seen", iso),
@@ -356,6 +374,8 @@ def render_node_details(
     anomalies = node_anomalies(node)
     if anomalies:
         payload["anomalies"] = anomalies
+    if node.gaps:
+        payload["not_reported"] = [free_text(gap.describe(), 200) for gap in node.gaps]
     gpus = [gpu_details(gpu, model) for gpu in node.gpus]
     shared = {
         key: value
@@ -373,7 +393,9 @@ def render_node_details(
                     "device": p.device,
                     "port": p.port,
                     "state": p.state_id,
+                    "phys_state": p.physical_state_id,
                     "link_downed": p.link_downed_total,
+                    "link_recovered": p.link_error_recovery_total,
                     "rate_gbps": r1(p.rate_gbps),
                 }
             )

@@ -10,9 +10,10 @@ Units are in the field names: ``_pct`` 0-100, ``_c`` degrees Celsius, ``_w`` wat
 mebibytes, ``_mhz`` megahertz. Times are timezone-aware UTC datetimes.
 """
 
-from gpudoc.tools.models.alerts import AlertCondition, AlertEvent, AlertRule
+from gpudoc.tools.models.alerts import AlertCondition, AlertEvent, AlertRule, AlertState, Silence
 from gpudoc.tools.models.base import Model
 from gpudoc.tools.models.cluster import ClusterStatus, SlurmSummary
+from gpudoc.tools.models.gaps import SignalGap
 from gpudoc.tools.models.gpu import (
     A100_80GB,
     GPU_MODELS,
@@ -40,8 +41,8 @@ from gpudoc.tools.models.text import MAX_CLUSTER_TEXT_CHARS, ClusterText, clean_
 
 __all__ = [
     "A100_80GB", "GPU_MODELS", "H100_80GB", "MAX_CLUSTER_TEXT_CHARS", "SLURM_BASE_STATES",
-    "AlertCondition", "AlertEvent", "AlertRule", "ClockEventReason", "ClusterStatus", "ClusterText",
+    "AlertCondition", "AlertEvent", "AlertRule", "AlertState", "ClockEventReason", "ClusterStatus", "ClusterText",
     "GpuMetrics", "GpuModelSpec", "GpuSample", "GpuSeries", "JobState", "Model", "NetworkPort",
-    "NodeMetrics", "QueueCounts", "SlurmJob", "SlurmNode", "SlurmPartition", "SlurmSnapshot",
+    "NodeMetrics", "QueueCounts", "SignalGap", "Silence", "SlurmJob", "SlurmNode", "SlurmPartition", "SlurmSnapshot",
     "SlurmSummary", "XidEvent", "clean_cluster_text", "clock_event_names", "spec_for_model_name",
 ]

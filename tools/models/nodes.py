@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from gpudoc.tools.models.base import Model
+from gpudoc.tools.models.gaps import SignalGap
 from gpudoc.tools.models.gpu import GpuMetrics
 
 
@@ -16,7 +17,9 @@ class NetworkPort(Model):
     device: str
     port: int = 1
     state_id: int = Field(description="4 = ACTIVE; anything else is not passing traffic")
+    physical_state_id: int | None = Field(None, description="5 = LinkUp")
     link_downed_total: int = 0
+    link_error_recovery_total: int | None = None
     rate_gbps: float | None = None
 
 
@@ -30,3 +33,6 @@ class NodeMetrics(Model):
     gpus: list[GpuMetrics] = Field(default_factory=list)
     network: list[NetworkPort] | None = None
     driver_version: str | None = None
+    gaps: list[SignalGap] = Field(
+        default_factory=list, description="signals this source cannot see on the node, and how to enable them"
+    )

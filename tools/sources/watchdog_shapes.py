@@ -189,7 +189,7 @@ class AlertRuleWire(WireModel):
     # The original API names the hold time `duration`; everything else maps field for field.
     @classmethod
     def from_model(cls, rule: AlertRule) -> AlertRuleWire:
-        return cls(duration=rule.duration_seconds, **rule.model_dump(exclude={"duration_seconds"}))
+        return cls(duration=rule.duration_seconds, **rule.model_dump(include=set(cls.model_fields) - {"duration"}))
 
     def to_model(self) -> AlertRule:
         return AlertRule(duration_seconds=self.duration, **self.model_dump(exclude={"duration"}))
@@ -210,7 +210,7 @@ class AlertEventWire(WireModel):
     # The original API has no GPU index on events: it is dropped going out and absent coming in.
     @classmethod
     def from_model(cls, event: AlertEvent) -> AlertEventWire:
-        return cls(**event.model_dump(exclude={"gpu_index"}))
+        return cls(**event.model_dump(include=set(cls.model_fields)))
 
     def to_model(self) -> AlertEvent:
         return AlertEvent(**self.model_dump())

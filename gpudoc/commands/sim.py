@@ -1,7 +1,8 @@
-"""``gpudoc sim``: serve the simulated cluster as the GPU Watchdog API and as DCGM-exporter metrics.
+"""``gpudoc sim``: serve the simulated cluster as the GPU Watchdog API and as per-node exporters.
 
 Why: the ``watchdog`` source, a GPU Watchdog frontend or a Prometheus can then run against a
-realistic cluster with injected faults, on a laptop, with no GPUs.
+realistic cluster with injected faults, on a laptop, with no GPUs. ``--prometheus-dir`` writes
+the scrape targets and the past hour for a Prometheus to start from (``prometheus_feed``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,14 @@ import uvicorn
 
 from gpudoc.cli import CliError
 from gpudoc.commands.common import add_listen_arguments, add_source_arguments, listen, source_options, url_host
+from pathlib import Path
+
 from gpudoc.config import load_settings
+from gpudoc.tools.sim.dcgm_exporter import DcgmExporter
+from gpudoc.tools.sim.dcgm_fields import COUNTER_PROFILES, load_counters
+from gpudoc.tools.sim.prometheus_feed import write_prometheus_dir
 from gpudoc.tools.sim.scenarios import parse_scenario
+from gpudoc.tools.sim.source import SimSource
 from gpudoc.tools.sim.watchdog_api import create_watchdog_app
 from gpudoc.tools.sources.factory import open_source
 
@@ -24,13 +31,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sim",
         help="serve the simulated cluster as the GPU Watchdog API (+ /metrics)",
         description=(
-            "Serve the simulated cluster as the GPU Watchdog REST API (/api/...) and as "
-            "DCGM-exporter Prometheus metrics (/metrics). Point `--source watchdog "
-            "--backend-url http://HOST:PORT` or a GPU Watchdog frontend at it."
+            "Serve the simulated cluster as the GPU Watchdog REST API (/api/...) and as per-node "
+            "exporters: /metrics/gpu/NODE/metrics (dcgm-exporter) and /metrics/node/NODE/metrics "
+            "(node_exporter); /metrics has every GPU on one page. Point `--source watchdog "
+            "--backend-url http://HOST:PORT`, a GPU Watchdog frontend or a Prometheus at it."
         ),
     )
     add_listen_arguments(parser, default_port=3001)
     add_source_arguments(parser)
+    group = parser.add_argument_group("exporters")
+    group.add_argument(
+        "--dcgm-counters", default="gpudoc", metavar="default|gpudoc|FILE.csv",
+        help="fields the simulated dcgm-exporter exports: NVIDIA's defaults, gpudoc's counters file "
+        "(infra/dcgm-exporter/gpudoc-counters.csv, the default) or any dcgm-exporter counters CSV",
+    )
+    group.add_argument(
+        "--prometheus-dir", type=Path, default=None, metavar="DIR",
+        help="write file_sd scrape targets (dcgm-targets.json, node-targets.json) and the exporters' "
+        "past as OpenMetrics (history.om, for `promtool tsdb create-blocks-from openmetrics`) into DIR",
+    )
+    group.add_argument("--history-minutes", type=int, default=70, help="how much past to write (default 70)")
     parser.set_defaults(func=run)
 
 
@@ -44,21 +64,36 @@ def run(args: argparse.Namespace) -> int:
         options = source_options(args, load_settings()).model_copy(update={"source": "sim"})
         source = open_source(options)
         placed = [parse_scenario(spec, options.nodes) for spec in options.scenarios]
+        counters, unsupported = load_counters(args.dcgm_counters)
     except ValueError as exc:
         raise CliError.from_value_error(exc) from None
+    if args.history_minutes < 1:
+        raise CliError("--history-minutes must be at least 1.")
+    assert isinstance(source, SimSource)
+    exporter = DcgmExporter(counters)
     listener = listen(args.host, args.port)
     host, port = listener.getsockname()[:2]
     scenarios = ", ".join(
         placement.name + (f"@{placement.subject}" if placement.subject else "") for placement in placed
     )
+    if unsupported:
+        print(f"gpudoc sim: not simulated, left out like fields a GPU does not support: {', '.join(unsupported)}")
+    if args.prometheus_dir is not None:
+        paths = write_prometheus_dir(source, exporter, f"{url_host(host)}:{port}", args.prometheus_dir,
+                                     args.history_minutes)
+        print(f"gpudoc sim: wrote scrape targets and {args.history_minutes} min of history to "
+              f"{', '.join(str(p) for p in paths.values())}")
+    counters_name = args.dcgm_counters if args.dcgm_counters in COUNTER_PROFILES else Path(args.dcgm_counters).name
     print(
         f"gpudoc sim: serving {options.nodes} simulated {options.gpu_model} nodes (seed "
-        f"{options.seed}) as the GPU Watchdog API on http://{url_host(host)}:{port} "
-        f"(Prometheus metrics at /metrics); scenarios: {scenarios or 'none (a healthy cluster)'}",
+        f"{options.seed}) as the GPU Watchdog API on http://{url_host(host)}:{port}, dcgm-exporter "
+        f"({counters_name} counters) at /metrics/gpu/NODE/metrics, node_exporter at /metrics/node/NODE/metrics; "
+        f"clock anchored at {source.clock.anchor.isoformat()}; "
+        f"scenarios: {scenarios or 'none (a healthy cluster)'}",
         flush=True,
     )
     server = uvicorn.Server(
-        uvicorn.Config(create_watchdog_app(source), log_level="warning", access_log=False)
+        uvicorn.Config(create_watchdog_app(source, exporter), log_level="warning", access_log=False)
     )
     try:
         server.run(sockets=[listener])

@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpudoc.tools.models import (
@@ -30,7 +30,8 @@ from gpudoc.tools.models import (
     SlurmSnapshot,
     SlurmSummary,
 )
-from gpudoc.tools.sim.dcgm_exporter import render_dcgm_metrics
+from gpudoc.tools.sim.dcgm_exporter import DcgmExporter
+from gpudoc.tools.sim.exporter_routes import add_exporter_routes
 from gpudoc.tools.sources.base import (
     ClusterSource,
     NotSupportedError,
@@ -55,15 +56,13 @@ from gpudoc.tools.sources.watchdog_shapes import (
     TimeRangeWire,
 )
 
-#: Prometheus text exposition format 0.0.4, what the DCGM exporter answers with.
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
 MAX_HISTORY_MINUTES = 7 * 24 * 60
 MAX_ALERT_EVENTS = 1000
 
 
-def create_watchdog_app(source: ClusterSource) -> FastAPI:
-    """A FastAPI app answering the GPU Watchdog API from ``source``. The caller owns ``source``."""
+def create_watchdog_app(source: ClusterSource, exporter: DcgmExporter | None = None) -> FastAPI:
+    """A FastAPI app answering the GPU Watchdog API from ``source``, plus the per-node exporter
+    pages (``exporter_routes``) written by ``exporter``. The caller owns ``source``."""
     app = FastAPI(
         title="GPU Watchdog API (gpudoc)",
         description=f"The GPU Watchdog REST API served from the '{source.name}' cluster source.",
@@ -140,11 +139,7 @@ def create_watchdog_app(source: ClusterSource) -> FastAPI:
             return _error(404, "This cluster has no Slurm scheduler.")
         return JSONResponse(_slurm_wire(snapshot).to_wire())
 
-    @app.get("/metrics")
-    async def prometheus_metrics() -> PlainTextResponse:
-        nodes = await source.current_metrics()
-        return PlainTextResponse(render_dcgm_metrics(nodes), media_type=PROMETHEUS_CONTENT_TYPE)
-
+    add_exporter_routes(app, source, exporter or DcgmExporter())
     return app
 
 

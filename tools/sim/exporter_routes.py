@@ -1,0 +1,48 @@
+"""The per-node exporter endpoints of ``gpudoc sim``, as a Prometheus (or the GPU Watchdog's
+collector) scrapes them on a real cluster.
+
+``/metrics/gpu/<node>/metrics`` is that node's dcgm-exporter, ``/metrics/node/<node>/metrics`` its
+node_exporter. A node whose host is down answers ``502 Bad Gateway``, as the gateway in front of
+real per-node exporters does when the host behind it is unreachable: Prometheus records ``up 0``
+and a collector drops the node. An unknown node is ``404``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from gpudoc.tools.models import NodeMetrics
+from gpudoc.tools.sim.dcgm_exporter import DcgmExporter
+from gpudoc.tools.sim.exposition import CONTENT_TYPE
+from gpudoc.tools.sim.node_exporter import render_node_exporter
+from gpudoc.tools.sources.base import ClusterSource
+
+
+def _unreachable(node: NodeMetrics) -> PlainTextResponse:
+    return PlainTextResponse(
+        f"502 Bad Gateway: {node.hostname} is not answering (host down)\n", status_code=502
+    )
+
+
+def add_exporter_routes(app: FastAPI, source: ClusterSource, exporter: DcgmExporter) -> None:
+    """Mount the per-node dcgm-exporter and node_exporter pages of ``source`` on ``app``."""
+
+    @app.get("/metrics/gpu/{node_id}/metrics")
+    async def gpu_exporter(node_id: str) -> PlainTextResponse:
+        node = await source.node_metrics(node_id)
+        if not node.reachable:
+            return _unreachable(node)
+        return PlainTextResponse(exporter.render_node(node), media_type=CONTENT_TYPE)
+
+    @app.get("/metrics/node/{node_id}/metrics")
+    async def node_exporter(node_id: str) -> PlainTextResponse:
+        node = await source.node_metrics(node_id)
+        if not node.reachable:
+            return _unreachable(node)
+        return PlainTextResponse(render_node_exporter(node), media_type=CONTENT_TYPE)
+
+    @app.get("/metrics")
+    async def whole_cluster() -> PlainTextResponse:
+        nodes = await source.current_metrics()
+        return PlainTextResponse(exporter.render_cluster(nodes), media_type=CONTENT_TYPE)

@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     counters_name = args.dcgm_counters if args.dcgm_counters in COUNTER_PROFILES else Path(args.dcgm_counters).name
     print(
         f"gpudoc sim: serving {options.nodes} simulated {options.gpu_model} nodes (seed "
-        f"{options.seed}) as the GPU Watchdog API on http://{url_host(host)}:{port}, dcgm-exporter "
-        f"({counters_name} counters) at /metrics/gpu/NODE/metrics, node_exporter at /metrics/node/NODE/metrics; "
+        f"{options.seed}) as the GPU Watchdog API on http://{url_host(host)}:{port} (dcgm-exporter with "
+        f"{counters_name} counters at /metrics/gpu/NODE/metrics, node_exporter at /metrics/node/NODE/metrics); "
         f"clock anchored at {source.clock.anchor.isoformat()}; "
         f"scenarios: {scenarios or 'none (a healthy cluster)'}",
         flush=True,

@@ -224,11 +224,14 @@ class Telemetry:
             return NodeMetrics(node_id=node_id(node), hostname=self.topo.hostname(node), timestamp=now,
                                reachable=False, gpus=[], network=None, driver_version=None)
         p = self.node_point(node, bucket)
+        hour_ago = self.node_point(node, bucket - 3600 // SCRAPE_S)
         # a port that is down polls for its peer; one coming back (init) already has its physical link;
         # a flapping link also recovers from errors without going down, a few times per drop
         ports = [NetworkPort(device=f"mlx5_{k}", port=1, state_id=p[f"ib_state_{k}"],
                              physical_state_id=2 if p[f"ib_state_{k}"] == 1 else 5,
-                             link_downed_total=p[f"ib_downed_{k}"], link_error_recovery_total=3 * p[f"ib_downed_{k}"],
+                             link_downed_total=p[f"ib_downed_{k}"],
+                             link_downed_last_hour=p[f"ib_downed_{k}"] - hour_ago[f"ib_downed_{k}"],
+                             link_error_recovery_total=3 * p[f"ib_downed_{k}"],
                              rate_gbps=self.topo.ib_rate_gbps)
                  for k in range(IB_PORTS)]
         gpus = [self.gpu_metrics(node, g, bucket) for g in range(self.topo.gpus_per_node)]

@@ -9,7 +9,10 @@ of the ``SourceError`` subclasses below with a message an operator (or a small L
 from __future__ import annotations
 
 import abc
+import asyncio
 from typing import Sequence
+
+from pydantic import BaseModel, Field
 
 from gpudoc.tools.models import (
     AlertEvent,
@@ -17,6 +20,8 @@ from gpudoc.tools.models import (
     ClusterStatus,
     GpuSeries,
     NodeMetrics,
+    SignalGap,
+    Silence,
     SlurmSnapshot,
 )
 
@@ -48,6 +53,25 @@ class NotSupportedError(SourceError):
     """The source cannot provide this kind of fact at all (e.g. the Slurm job list from Watchdog)."""
 
 
+class DiagnosisScope(BaseModel):
+    """What a source that screens the cluster itself (in PromQL) hands the diagnosis first.
+
+    Why: on a thousand nodes the diagnosis must not pull every GPU's readings and history. A source
+    that can ask its backend "which nodes show anything an analyzer could report?" names those
+    (``focus``); only they are fetched in full, while counts, the cluster-wide baselines some rules
+    compare against, and the signals the source lacks cover the whole cluster.
+    """
+
+    focus: list[str] = Field(description="node ids worth a full look, in the cluster's order")
+    node_ids: list[str] = Field(description="every node id of the cluster")
+    gpu_count: int
+    reasons: dict[str, list[str]] = Field(default_factory=dict, description="why each focus node was picked")
+    link_downed_medians: dict[str, float] = Field(
+        default_factory=dict, description="median link_downed_total per InfiniBand port ('mlx5_0/1') cluster-wide"
+    )
+    gaps: list[SignalGap] = Field(default_factory=list, description="signals the source lacks cluster-wide")
+
+
 class ClusterSource(abc.ABC):
     """Read-only access to one cluster's facts.
 
@@ -57,6 +81,9 @@ class ClusterSource(abc.ABC):
 
     #: short name shown to users: "sim", "watchdog"
     name: str = "source"
+    #: whether ``diagnosis_scope`` screens the cluster in the backend (the diagnosis then fetches
+    #: only the nodes it names); sources without it are read in full
+    screens_cluster: bool = False
 
     @abc.abstractmethod
     async def cluster_status(self) -> ClusterStatus: ...
@@ -84,6 +111,24 @@ class ClusterSource(abc.ABC):
     @abc.abstractmethod
     async def slurm(self) -> SlurmSnapshot | None:
         """The scheduler's view, or ``None`` when the cluster has no Slurm."""
+
+    async def diagnosis_scope(self, history_minutes: int, node: str | None = None) -> DiagnosisScope | None:
+        """The nodes a diagnosis must read in full (only ``node`` when given), or ``None`` when this
+        source cannot screen and the whole cluster must be read."""
+        return None
+
+    async def nodes_metrics(self, node_ids: Sequence[str]) -> list[NodeMetrics]:
+        """Several nodes' readings; sources that can fetch them in one request override this."""
+        return list(await asyncio.gather(*(self.node_metrics(node_id) for node_id in node_ids)))
+
+    async def nodes_history(self, node_ids: Sequence[str], duration_minutes: int = 60) -> list[GpuSeries]:
+        """Several nodes' GPU history; sources that can fetch it in one request override this."""
+        parts = await asyncio.gather(*(self.gpu_history(node_id, duration_minutes) for node_id in node_ids))
+        return [series for part in parts for series in part]
+
+    async def silences(self) -> list[Silence] | None:
+        """Alertmanager silences, or ``None`` when the source has no Alertmanager."""
+        return None
 
     async def node_ids(self) -> list[str]:
         """All node ids, in the cluster's order."""

@@ -34,6 +34,10 @@ NVLINK_ERROR_KINDS = {
 HISTORY_FIELDS = ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_FB_RESERVED",
                   "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_SM_CLOCK",
                   "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_PCIE_REPLAY_COUNTER", *NVLINK_ERROR_KINDS)
+#: tags of ``PromQL.last_values`` -> the exporter field each stands for (``last_seen``: time of the last sample)
+LAST_VALUE_TAGS = {"util": "DCGM_FI_DEV_GPU_UTIL", "fb_used": "DCGM_FI_DEV_FB_USED", "fb_free": "DCGM_FI_DEV_FB_FREE",
+                   "fb_reserved": "DCGM_FI_DEV_FB_RESERVED", "temp": "DCGM_FI_DEV_GPU_TEMP",
+                   "power": "DCGM_FI_DEV_POWER_USAGE", "last_seen": "last_seen"}
 IB_FIELDS = ("node_infiniband_state_id", "node_infiniband_physical_state_id", "node_infiniband_link_downed_total",
              "node_infiniband_link_error_recovery_total", "node_infiniband_rate_bytes_per_second")
 NONZERO_XID, WITH_XID, WITH_JOB = 'err_code!="0"', 'xid!=""', 'hpc_job!=""'
@@ -75,7 +79,8 @@ class PromQL:
     def hosts(self, window: str) -> str:
         """Which host an instance is: GPUs seen per (instance, Hostname) over ``window``, and
         node_exporter's nodename per instance."""
-        return (f"count by (instance, Hostname, hostname) (last_over_time({self.s(PRESENCE)}[{window}])) or "
+        seen = f"last_over_time({self.s(PRESENCE)}[{window}])"
+        return (f"count by (instance, Hostname, hostname) (group by (instance, Hostname, hostname, gpu) ({seen})) or "
                 f"count by (instance, nodename) (last_over_time({self.s('node_uname_info')}[{window}]))")
 
     def present_fields(self) -> str:
@@ -90,19 +95,23 @@ class PromQL:
     def ib_fields(self, instances: str | None) -> str:
         return self.names(_names(IB_FIELDS), *_instance(instances))
 
-    def ib_downed_increase(self, instances: str | None, window: str) -> str:
-        return f"increase({self.s('node_infiniband_link_downed_total', *_instance(instances))}[{window}])"
-
-    def uname(self, instances: str | None) -> str:
-        return self.s("node_uname_info", *_instance(instances))
-
     def history(self, instances: str | None) -> str:
         return self.names(_names(HISTORY_FIELDS), *_instance(instances))
 
-    def stale_gpus(self, instances: str | None, window: str) -> str:
-        """GPUs seen within ``window`` that report nothing now."""
-        seen = self.s(PRESENCE, *_instance(instances))
-        return f"max by (instance, Hostname, hostname, gpu) (last_over_time({seen}[{window}])) unless on (instance, gpu) {seen}"
+    def last_values(self, instances: str | None, window: str) -> str:
+        """Each GPU's last core readings within ``window`` and the time of its last sample, tagged:
+        what a GPU that stopped reporting read before it went silent."""
+        inst = _instance(instances)
+        parts = [f'label_replace(last_over_time({self.s(field, *inst)}[{window}]), "gpudoc", "{tag}", "", "")'
+                 for tag, field in LAST_VALUE_TAGS.items() if tag != "last_seen"]
+        parts.append(f'label_replace(max_over_time(timestamp({self.s(PRESENCE, *inst)})[{window}:30s]), '
+                     f'"gpudoc", "last_seen", "", "")')
+        return " or ".join(parts)
+
+    def ib(self, instances: str | None, window: str) -> str:
+        """node_exporter's InfiniBand series and each port's link drops over ``window`` (tagged)."""
+        downed = f"increase({self.s('node_infiniband_link_downed_total', *_instance(instances))}[{window}])"
+        return f'{self.ib_fields(instances)} or label_replace({downed}, "gpudoc", "downed_last_hour", "", "")'
 
     def xid_history(self, instances: str | None, window: str) -> str:
         """Per XID series: when it was first seen within ``window`` and, from the count field, how many."""
@@ -166,8 +175,9 @@ class PromQL:
                         f"{f('DCGM_FI_DEV_PCIE_MAX_LINK_GEN')}) and on (instance, gpu) {f('DCGM_FI_DEV_GPU_UTIL')} >= 30",
             "pcie_replays": f"increase({f('DCGM_FI_DEV_PCIE_REPLAY_COUNTER')}[{window}]) > 0",
             **{field: f"increase({f(kind)}[{window}]) > 0" for kind, field in NVLINK_ERROR_KINDS.items()},
-            "stale_gpu": f"count by (instance) (last_over_time({temp}[{window}])) > count by (instance) ({temp})",
-            "all_gpus_stale": f"count by (instance) (last_over_time({temp}[{window}])) unless count by (instance) ({temp})",
+            "stale_gpu": f"count by (instance) (group by (instance, gpu) (last_over_time({temp}[{window}]))) "
+                         f"> count by (instance) (group by (instance, gpu) ({temp}))",
+            "all_gpus_stale": f"group by (instance) (last_over_time({temp}[{window}])) unless group by (instance) ({temp})",
             "straggler": f"({util_job} + 30) <= on (hpc_job) group_left () quantile by (hpc_job) (0.5, {util_job})",
             "idle_allocation": f"max_over_time({util_job}[30m]) <= 1",
             "ib_port": f"{f('node_infiniband_state_id')} != 4",

@@ -30,9 +30,28 @@ class Settings(BaseSettings):
     llm_enable_thinking: bool = Field(True, alias="LLM_ENABLE_THINKING")
 
     # Where cluster facts come from.
-    source: Literal["sim", "watchdog"] = Field("sim", alias="GPUDOC_SOURCE")
+    source: Literal["sim", "watchdog", "prometheus"] = Field("sim", alias="GPUDOC_SOURCE")
     backend_base_url: str = Field("http://localhost:3001", alias="BACKEND_BASE_URL")
     backend_timeout_s: float = Field(10.0, alias="BACKEND_TIMEOUT_S")
+    # Prometheus (any Prometheus-compatible API) fed by dcgm-exporter and node_exporter.
+    prometheus_url: str | None = Field(None, alias="PROMETHEUS_URL")
+    alertmanager_url: str | None = Field(None, alias="ALERTMANAGER_URL")
+    prometheus_bearer_token: str | None = Field(None, alias="PROMETHEUS_BEARER_TOKEN")
+    prometheus_username: str | None = Field(None, alias="PROMETHEUS_USERNAME")
+    prometheus_password: str | None = Field(None, alias="PROMETHEUS_PASSWORD")
+    prometheus_tls_verify: bool = Field(True, alias="PROMETHEUS_TLS_VERIFY")
+    prometheus_selector: str = Field("", alias="PROMETHEUS_SELECTOR")
+    prometheus_timeout_s: float = Field(15.0, alias="PROMETHEUS_TIMEOUT_S")
+
+    def prometheus_options(self) -> dict[str, object]:
+        """The Prometheus fields of the source options (``SourceOptions``), as the environment sets them."""
+        return {
+            "prometheus_url": self.prometheus_url, "alertmanager_url": self.alertmanager_url,
+            "prometheus_bearer_token": self.prometheus_bearer_token,
+            "prometheus_username": self.prometheus_username, "prometheus_password": self.prometheus_password,
+            "prometheus_tls_verify": self.prometheus_tls_verify, "prometheus_selector": self.prometheus_selector,
+            "prometheus_timeout_s": self.prometheus_timeout_s,
+        }
 
     # Conversations and the server.
     db_path: Path = Field(Path("gpudoc-threads.sqlite"), alias="GPUDOC_DB_PATH")

@@ -136,7 +136,8 @@ def create_app(
             cluster = source
             if cluster is None:
                 cluster = open_source(SourceOptions(source=config.source, backend_base_url=config.backend_base_url,
-                                                    backend_timeout_s=config.backend_timeout_s))
+                                                    backend_timeout_s=config.backend_timeout_s,
+                                                    **config.prometheus_options()))
             if cluster is not source or owns_source:
                 stack.push_async_callback(cluster.aclose)
             checkpointer = await stack.enter_async_context(open_checkpointer(config.db_path))

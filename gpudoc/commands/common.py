@@ -70,7 +70,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """``--source`` and the simulator options, identical for diagnose, ask, chat, serve and sim."""
     group = parser.add_argument_group("cluster source")
     group.add_argument(
-        "--source", choices=["sim", "watchdog"], default=None,
+        "--source", choices=["sim", "watchdog", "prometheus"], default=None,
         help="where cluster facts come from (default: $GPUDOC_SOURCE or sim)",
     )
     group.add_argument(
@@ -85,6 +85,16 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend-url", default=None,
         help="GPU Watchdog API base URL for --source watchdog (default: $BACKEND_BASE_URL)",
     )
+    group.add_argument(
+        "--prometheus-url", default=None,
+        help="Prometheus (or Thanos/Mimir/VictoriaMetrics) API base URL for --source prometheus "
+        "(default: $PROMETHEUS_URL); credentials come from $PROMETHEUS_BEARER_TOKEN or "
+        "$PROMETHEUS_USERNAME/$PROMETHEUS_PASSWORD",
+    )
+    group.add_argument("--alertmanager-url", default=None,
+                       help="Alertmanager base URL, for silences (default: $ALERTMANAGER_URL)")
+    group.add_argument("--prometheus-insecure", action="store_true",
+                       help="do not verify Prometheus's TLS certificate (default: $PROMETHEUS_TLS_VERIFY)")
 
 
 def source_options(args: argparse.Namespace, settings: Settings, *, realtime: bool = True) -> SourceOptions:
@@ -97,7 +107,20 @@ def source_options(args: argparse.Namespace, settings: Settings, *, realtime: bo
         realtime=realtime,
         backend_base_url=args.backend_url or settings.backend_base_url,
         backend_timeout_s=settings.backend_timeout_s,
+        **{**settings.prometheus_options(), **prometheus_flags(args)},
     )
+
+
+def prometheus_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The Prometheus options given on the command line, which win over the environment."""
+    flags: dict[str, object] = {}
+    if getattr(args, "prometheus_url", None):
+        flags["prometheus_url"] = args.prometheus_url
+    if getattr(args, "alertmanager_url", None):
+        flags["alertmanager_url"] = args.alertmanager_url
+    if getattr(args, "prometheus_insecure", False):
+        flags["prometheus_tls_verify"] = False
+    return flags
 
 
 def source_from_args(args: argparse.Namespace, settings: Settings, *, realtime: bool = True) -> ClusterSource:

@@ -55,10 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.source == "watchdog":
+    if args.source not in (None, "sim"):
         raise CliError(
-            "gpudoc sim serves the simulated cluster, so --source watchdog makes no sense here; "
-            "drop --source (or use --source sim) and point watchdog clients at this server."
+            f"gpudoc sim serves the simulated cluster, so --source {args.source} makes no sense here; "
+            "drop --source (or use --source sim) and point clients or a Prometheus at this server."
         )
     try:
         options = source_options(args, load_settings()).model_copy(update={"source": "sim"})

@@ -14,8 +14,6 @@ from gpudoc.tools.compact import fit_list, free_text, iso, r1, without_none
 from gpudoc.tools.models import AlertEvent, AlertRule, Silence
 
 _CONDITION_SYMBOL = {"gt": ">", "lt": "<", "eq": "==", "gte": ">=", "lte": "<="}
-#: PromQL is operator-written and can be long: enough to recognise the rule, not to re-run it
-EXPR_MAX_CHARS = 120
 
 
 def _threshold(condition: str | None, threshold: float | None) -> str | None:
@@ -30,9 +28,10 @@ def render_rule(rule: AlertRule) -> dict[str, Any]:
         when = f"{free_text(rule.metric, 40)} {when}"
     return without_none(
         {
-            "id": rule.id,
+            "id": rule.id if rule.expr is None else None,  # a Prometheus rule is known by its name
             "name": free_text(rule.name),
-            "when": when or free_text(rule.expr, EXPR_MAX_CHARS),
+            # a PromQL expression is long and says little to a reader: name, severity and state do
+            "when": when,
             "for_s": rule.duration_seconds or None,
             "severity": free_text(rule.severity, 20),
             "state": rule.state,
@@ -46,7 +45,7 @@ def render_event(event: AlertEvent) -> dict[str, Any]:
     return without_none(
         {
             "id": event.id,
-            "rule_id": event.rule_id,
+            "rule_id": event.rule_id if event.rule_id != event.rule_name else None,
             "name": free_text(event.rule_name),
             "severity": free_text(event.severity, 20),
             "node": event.node_id,
@@ -80,7 +79,8 @@ def render_alerts(
     rules: Sequence[AlertRule], events: Sequence[AlertEvent], silences: Sequence[Silence] | None = None
 ) -> dict[str, Any]:
     """The configured rules, the events firing now (newest first) and the active silences."""
-    firing = [render_event(e) for e in sorted(events, key=lambda e: e.fired_at, reverse=True) if e.active]
+    firing = [{k: v for k, v in render_event(e).items() if k != "active"}
+              for e in sorted(events, key=lambda e: e.fired_at, reverse=True) if e.active]
     header = {
         "rules_count": len(rules),
         "rules": [render_rule(rule) for rule in rules],

@@ -179,6 +179,33 @@ async def test_diagnose_cluster_queries_stay_few_and_cached(cluster: Cluster) ->
     assert first <= 20 and node_question <= first
 
 
+async def test_every_tool_answers_through_prometheus(cluster: Cluster) -> None:
+    source = cluster.source()
+    try:
+        tools = {tool.name: tool for tool in build_cluster_tools(source)}
+        calls = {
+            "get_cluster_status": {}, "get_current_metrics": {}, "get_node_details": {"node_id": "node 5"},
+            "get_gpu_history": {"node_id": "node-3", "duration_minutes": 45}, "get_alerts": {},
+            "get_alert_history": {"limit": 5}, "get_slurm_status": {}, "get_slurm_jobs": {},
+            "diagnose_cluster": {"node": "node-10"},
+        }
+        results = {name: json.loads(await tools[name].ainvoke(args)) for name, args in calls.items()}
+        everything = json.loads(await tools["get_gpu_history"].ainvoke({}))
+    finally:
+        await source.aclose()
+    status = results["get_cluster_status"]
+    assert status["healthy"] is False and status["nodes"] == NODES and status["gpus"] == (NODES - 1) * 8
+    per_node = {entry["node"]: entry for entry in results["get_current_metrics"]["per_node"]}
+    assert per_node["node-9"]["anomalies"] == ["node unreachable: its exporters stopped answering"]
+    assert results["get_node_details"]["node"] == "node-5" and len(results["get_node_details"]["gpus"]) == 8
+    history = results["get_gpu_history"]
+    storm = next(g for g in history["gpus"] if g["gpu"] == 4)
+    assert storm["counters"]["corr_remapped_rows"]["delta"] >= 2  # the correctable-error storm, from PromQL history
+    assert len(everything["per_node"]) >= NODES - 1
+    assert results["get_slurm_status"]["note"] == "this cluster reports no Slurm scheduler"
+    assert results["diagnose_cluster"]["findings"][0]["rule"] in ("net.ib_port_down", "net.ib_link_flapping")
+
+
 def test_gpudoc_diagnose_command_against_prometheus(cluster: Cluster) -> None:
     command = [sys.executable, "-m", "gpudoc", "diagnose", "--source", "prometheus",
                "--prometheus-url", cluster.prometheus.url, "--json", "--fail-on", "critical"]

@@ -48,13 +48,13 @@ class SimProcess(Daemon):
     feed: Path
 
 
-def _wait_ready(url: str, daemon: Daemon, what: str, timeout_s: float = 60.0) -> None:
+def _wait_ready(url: str, daemon: Daemon, what: str, timeout_s: float = 60.0, auth: httpx.Auth | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if daemon.process.poll() is not None:
             raise RuntimeError(f"{what} exited with {daemon.process.returncode}: {daemon.log.read_text()[-2000:]}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2, auth=auth, verify=False).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -106,20 +106,21 @@ def start_alertmanager(workdir: Path) -> Daemon:
     return daemon
 
 
-def start_prometheus(workdir: Path, feed: Path, *, alertmanager: str | None = None, interval: str = "2s",
-                     web_config: dict[str, object] | None = None, extra_flags: tuple[str, ...] = ()) -> Daemon:
-    """Prometheus with gpudoc's rules, scraping the simulator's targets, starting on its history."""
+def start_prometheus(workdir: Path, feed: Path | None, *, alertmanager: str | None = None, interval: str = "2s",
+                     web_config: dict[str, object] | None = None, auth: httpx.Auth | None = None) -> Daemon:
+    """Prometheus with gpudoc's rules, scraping the simulator's targets (none without ``feed``),
+    starting on its history. ``web_config`` (TLS, basic auth) is Prometheus's ``--web.config.file``."""
     binary = require_binary("prometheus", package="prometheus")
     promtool = require_binary("promtool", package="prometheus")
     data = workdir / "prom-data"
-    history = feed / "history.om"
-    if history.exists():
+    history = feed / "history.om" if feed is not None else None
+    if history is not None and history.exists():
         subprocess.run([str(promtool), "tsdb", "create-blocks-from", "openmetrics", str(history), str(data)],
                        check=True, capture_output=True)
     config: dict[str, object] = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
         "rule_files": [str(RULES)],
-        "scrape_configs": [
+        "scrape_configs": [] if feed is None else [
             {"job_name": "dcgm", "file_sd_configs": [{"files": [str(feed / "dcgm-targets.json")]}]},
             {"job_name": "node", "file_sd_configs": [{"files": [str(feed / "node-targets.json")]}]},
         ],
@@ -128,15 +129,16 @@ def start_prometheus(workdir: Path, feed: Path, *, alertmanager: str | None = No
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager.split("://", 1)[1]]}]}]}
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     flags = [f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={data}",
-             f"--web.listen-address=127.0.0.1:{(port := free_port())}", *extra_flags]
+             f"--web.listen-address=127.0.0.1:{(port := free_port())}"]
     if web_config is not None:
         (workdir / "web.yml").write_text(yaml.safe_dump(web_config))
         flags.append(f"--web.config.file={workdir / 'web.yml'}")
     log = workdir / "prometheus.log"
     with log.open("wb") as out:
         process = subprocess.Popen([str(binary), *flags], stdout=out, stderr=subprocess.STDOUT)
-    daemon = Daemon(url=f"http://127.0.0.1:{port}", process=process, log=log)
-    _wait_ready(f"{daemon.url}/-/ready", daemon, "Prometheus") if web_config is None else time.sleep(2)
+    scheme = "https" if web_config and "tls_server_config" in web_config else "http"
+    daemon = Daemon(url=f"{scheme}://127.0.0.1:{port}", process=process, log=log)
+    _wait_ready(f"{daemon.url}/-/ready", daemon, "Prometheus", auth=auth)
     return daemon
 
 

@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write file_sd scrape targets (dcgm-targets.json, node-targets.json) and the exporters' "
         "past as OpenMetrics (history.om, for `promtool tsdb create-blocks-from openmetrics`) into DIR",
     )
-    group.add_argument("--history-minutes", type=int, default=70, help="how much past to write (default 70)")
+    group.add_argument("--history-minutes", type=int, default=70,
+                       help="how much past to write with --prometheus-dir (default 70; 0: the targets only)")
     parser.set_defaults(func=run)
 
 
@@ -67,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         counters, unsupported = load_counters(args.dcgm_counters)
     except ValueError as exc:
         raise CliError.from_value_error(exc) from None
-    if args.history_minutes < 1:
-        raise CliError("--history-minutes must be at least 1.")
+    if args.history_minutes < 0:
+        raise CliError("--history-minutes must be 0 (targets only) or more.")
     assert isinstance(source, SimSource)
     exporter = DcgmExporter(counters)
     listener = listen(args.host, args.port)
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         paths = write_prometheus_dir(source, exporter, f"{url_host(host)}:{port}", args.prometheus_dir,
                                      args.history_minutes)
         print(f"gpudoc sim: wrote scrape targets and {args.history_minutes} min of history to "
-              f"{', '.join(str(p) for p in paths.values())}")
+              f"{', '.join(str(p) for p in paths.values())}", flush=True)
     counters_name = args.dcgm_counters if args.dcgm_counters in COUNTER_PROFILES else Path(args.dcgm_counters).name
     print(
         f"gpudoc sim: serving {options.nodes} simulated {options.gpu_model} nodes (seed "

@@ -47,12 +47,16 @@ def file_sd_targets(source: SimSource, address: str, job: str) -> list[dict[str,
 
 def write_prometheus_dir(source: SimSource, exporter: DcgmExporter, address: str, directory: Path,
                          history_minutes: int, step_s: int = 60) -> dict[str, Path]:
-    """Write ``dcgm-targets.json``, ``node-targets.json`` and ``history.om`` into ``directory``."""
+    """Write ``dcgm-targets.json``, ``node-targets.json`` and (unless ``history_minutes`` is 0)
+    ``history.om`` into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"dcgm": directory / "dcgm-targets.json", "node": directory / "node-targets.json",
              "history": directory / "history.om"}
     paths["dcgm"].write_text(json.dumps(file_sd_targets(source, address, GPU_JOB), indent=1))
     paths["node"].write_text(json.dumps(file_sd_targets(source, address, NODE_JOB), indent=1))
+    if history_minutes == 0:
+        del paths["history"]
+        return paths
     with paths["history"].open("w", encoding="utf-8") as out:
         for line in history_openmetrics(source, exporter, history_minutes, step_s):
             out.write(line + "\n")

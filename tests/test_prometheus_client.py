@@ -14,11 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from gpudoc.tools.cluster_tools import build_cluster_tools
 from gpudoc.tools.diagnosis.engine import diagnose
 from gpudoc.tools.sources.base import SourceError, SourceProtocolError, SourceUnavailableError
 from gpudoc.tools.sources.prometheus import PrometheusClient, PrometheusSource
+from gpudoc.tools.sources.prometheus.promql import SCREEN_RECORD, SCREEN_WINDOWS, PromQL
 from tests.doubles.recording_prometheus import RecordingPrometheus
 from tests.services import free_port, require_binary
 from tests.services.prometheus import RULES, Daemon, start_prometheus, start_sim, wait_for_scrapes
@@ -32,10 +34,16 @@ PASSWORD_HASH = "$2b$10$7phM0SyixmVgZ.PbFDJzwe.fcYW/oYUXoE.V1jUZWR2H4zed1qWoC"
 def test_shipped_rules_pass_promtool_check_and_unit_tests() -> None:
     promtool = require_binary("promtool", package="prometheus")
     checked = subprocess.run([str(promtool), "check", "rules", str(RULES)], capture_output=True, text=True)
-    assert checked.returncode == 0 and "SUCCESS: 15 rules found" in checked.stdout, checked.stdout + checked.stderr
+    assert checked.returncode == 0 and "SUCCESS: 16 rules found" in checked.stdout, checked.stdout + checked.stderr
     tests = REPO / "infra" / "prometheus" / "tests" / "gpudoc-rules.test.yml"
     tested = subprocess.run([str(promtool), "test", "rules", str(tests)], capture_output=True, text=True)
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
+
+
+def test_shipped_screen_rule_is_the_expression_the_source_evaluates() -> None:
+    rules = yaml.safe_load(RULES.read_text())
+    [screen] = [r for g in rules["groups"] for r in g["rules"] if r.get("record") == SCREEN_RECORD]
+    assert " ".join(screen["expr"].split()) == " ".join(PromQL().triage(*SCREEN_WINDOWS).split())
 
 
 # ---- a Prometheus behind TLS and basic auth -------------------------------------------------------

@@ -52,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     group.add_argument("--history-minutes", type=int, default=70,
                        help="how much past to write with --prometheus-dir (default 70; 0: the targets only)")
+    group.add_argument("--history-step", type=int, default=60, metavar="SECONDS",
+                       help="one past scrape every SECONDS in the written history (default 60, at least 15)")
     parser.set_defaults(func=run)
 
 
@@ -68,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         counters, unsupported = load_counters(args.dcgm_counters)
     except ValueError as exc:
         raise CliError.from_value_error(exc) from None
-    if args.history_minutes < 0:
-        raise CliError("--history-minutes must be 0 (targets only) or more.")
+    if args.history_minutes < 0 or args.history_step < 15:
+        raise CliError("--history-minutes must be 0 (targets only) or more, --history-step at least 15 seconds.")
     assert isinstance(source, SimSource)
     exporter = DcgmExporter(counters)
     listener = listen(args.host, args.port)
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gpudoc sim: not simulated, left out like fields a GPU does not support: {', '.join(unsupported)}")
     if args.prometheus_dir is not None:
         paths = write_prometheus_dir(source, exporter, f"{url_host(host)}:{port}", args.prometheus_dir,
-                                     args.history_minutes)
+                                     args.history_minutes, args.history_step)
         print(f"gpudoc sim: wrote scrape targets and {args.history_minutes} min of history to "
               f"{', '.join(str(p) for p in paths.values())}", flush=True)
     counters_name = args.dcgm_counters if args.dcgm_counters in COUNTER_PROFILES else Path(args.dcgm_counters).name

@@ -63,12 +63,12 @@ def _wait_ready(url: str, daemon: Daemon, what: str, timeout_s: float = 60.0, au
     raise RuntimeError(f"{what} did not become ready at {url}: {daemon.log.read_text()[-2000:]}")
 
 
-def start_sim(workdir: Path, *args: str, history_minutes: int = 70) -> SimProcess:
+def start_sim(workdir: Path, *args: str, history_minutes: int = 70, history_step: int = 60) -> SimProcess:
     """``gpudoc sim`` on a free port, writing its Prometheus feed into ``workdir/feed``."""
     feed = workdir / "feed"
     log = workdir / "sim.log"
     command = [sys.executable, "-m", "gpudoc", "sim", "--port", "0", "--prometheus-dir", str(feed),
-               "--history-minutes", str(history_minutes), *args]
+               "--history-minutes", str(history_minutes), "--history-step", str(history_step), *args]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=out, cwd=REPO)
     assert process.stdout is not None

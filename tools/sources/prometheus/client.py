@@ -35,10 +35,13 @@ class QueryStats:
     bytes: int = 0
     cache_hits: int = 0
     by_path: dict[str, int] = field(default_factory=dict)
+    #: (path, the query's first 60 characters, bytes answered, seconds taken) of each request, in order
+    log: list[tuple[str, str, int, float]] = field(default_factory=list)
 
     def reset(self) -> None:
         self.requests, self.bytes, self.cache_hits = 0, 0, 0
         self.by_path.clear()
+        self.log.clear()
 
 
 class PrometheusClient:
@@ -56,6 +59,7 @@ class PrometheusClient:
         timeout_s: float = 15.0,
         retries: int = 1,
         cache_ttl_s: float = 10.0,
+        snapshot_max_age_s: float = 120.0,
         max_concurrency: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
@@ -68,7 +72,7 @@ class PrometheusClient:
         self._headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
         self._auth = httpx.BasicAuth(username, password) if username is not None and password is not None else None
         self.verify_tls, self.timeout_s, self.retries = verify_tls, timeout_s, max(0, retries)
-        self.cache_ttl_s = cache_ttl_s
+        self.cache_ttl_s, self.snapshot_max_age_s = cache_ttl_s, snapshot_max_age_s
         self.stats = QueryStats()
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -76,18 +80,25 @@ class PrometheusClient:
         self._limit = max(1, max_concurrency)
         self._semaphore: asyncio.Semaphore | None = None
         self._snapshot_at: float | None = None
-        self._snapshot_until = 0.0
+        self._last_used = 0.0
         self._cache: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
     # ---- the snapshot ----------------------------------------------------------------------------
 
     def now(self) -> float:
-        """The instant every query of the current snapshot is evaluated at (unix seconds)."""
+        """The instant every query of the current snapshot is evaluated at (unix seconds).
+
+        A snapshot lasts while it is in use: it ends ``cache_ttl_s`` after its last query, or
+        ``snapshot_max_age_s`` after it began, so a slow diagnosis never straddles two snapshots
+        and a busy server still sees fresh data.
+        """
         clock = time.time()
-        if self._snapshot_at is None or clock >= self._snapshot_until:
-            self._snapshot_at, self._snapshot_until = clock, clock + self.cache_ttl_s
+        if (self._snapshot_at is None or clock - self._last_used >= self.cache_ttl_s
+                or clock - self._snapshot_at >= self.snapshot_max_age_s):
+            self._snapshot_at = clock
             self._cache.clear()
-        return self._snapshot_at  # type: ignore[return-value]
+        self._last_used = clock
+        return self._snapshot_at
 
     def new_snapshot(self) -> None:
         """Forget the cache: the next query sees the cluster as it is now."""
@@ -107,6 +118,16 @@ class PrometheusClient:
         end = self.now()
         params = {"query": expr, "start": f"{end - seconds:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}"}
         return _result(await self._api("/api/v1/query_range", params), "matrix", expr)
+
+    async def label_values(self, label: str, match: str | None, seconds: float) -> list[str]:
+        """Values of ``label`` on series of the last ``seconds`` (only those matching ``match``): read
+        from the index, without touching samples, so cheap on any number of series."""
+        end = self.now()
+        params = {"start": f"{end - seconds:.3f}", "end": f"{end:.3f}", **({"match[]": match} if match else {})}
+        values = await self._api(f"/api/v1/label/{label}/values", params, method="GET")
+        if not isinstance(values, list):
+            raise SourceProtocolError(f"Prometheus label values of {label!r} are not a list")
+        return [str(v) for v in values]
 
     async def api_get(self, path: str, params: dict[str, str] | None = None) -> Any:
         """``data`` of a GET on Prometheus's API (``/api/v1/rules``, ``/api/v1/alerts``)."""
@@ -134,6 +155,7 @@ class PrometheusClient:
         self._cache[key] = future
         try:
             result = await self._send(method, url, params, envelope=envelope)
+            self._last_used = time.time()
         except BaseException as exc:
             self._cache.pop(key, None)
             if isinstance(exc, asyncio.CancelledError):
@@ -162,6 +184,7 @@ class PrometheusClient:
         for attempt in range(self.retries + 1):
             try:
                 async with self._semaphore:
+                    started = time.perf_counter()
                     if method == "POST":
                         response = await client.post(url, data=params)
                     else:
@@ -178,6 +201,8 @@ class PrometheusClient:
             self.stats.bytes += len(response.content)
             path = httpx.URL(url).path
             self.stats.by_path[path] = self.stats.by_path.get(path, 0) + 1
+            self.stats.log.append((path, _clip(params.get("query"), 60), len(response.content),
+                                   time.perf_counter() - started))
             if response.status_code in RETRYABLE and attempt < self.retries:
                 await asyncio.sleep(0.2 * 2**attempt)
                 continue

@@ -1,8 +1,10 @@
 """The PromQL the Prometheus source sends, in one place.
 
 Why here and why this way: the work is pushed into Prometheus. Screening the whole cluster for
-anything worth a look is one query whatever the node count (``triage``); per-node readings,
-history and XIDs are then fetched for the few nodes it names, by instance, in one query each.
+anything worth a look is one expression whatever the node count (``triage``), which Prometheus
+can keep as a recording rule (``gpudoc:screen`` in infra/prometheus/gpudoc-rules.yml) so a
+diagnosis only reads its result; per-node readings, history and XIDs are then fetched for the few
+nodes it names, by instance, in one query each.
 Every expression takes the operator's extra selector (``PROMETHEUS_SELECTOR``, e.g.
 ``cluster="prod"``) so one Prometheus can serve several clusters.
 
@@ -40,6 +42,11 @@ LAST_VALUE_TAGS = {"util": "DCGM_FI_DEV_GPU_UTIL", "fb_used": "DCGM_FI_DEV_FB_US
                    "power": "DCGM_FI_DEV_POWER_USAGE", "last_seen": "last_seen"}
 IB_FIELDS = ("node_infiniband_state_id", "node_infiniband_physical_state_id", "node_infiniband_link_downed_total",
              "node_infiniband_link_error_recovery_total", "node_infiniband_rate_bytes_per_second")
+#: the recording rule (infra/prometheus/gpudoc-rules.yml) that keeps ``PromQL().triage(*SCREEN_WINDOWS)``
+SCREEN_RECORD = "gpudoc:screen"
+SCREEN_WINDOWS = ("1h", "24h")
+#: the screen's own series, present whenever it was evaluated (so "no suspects" differs from "no rule")
+SCREEN_MARKER = "evaluated"
 NONZERO_XID, WITH_XID, WITH_JOB = 'err_code!="0"', 'xid!=""', 'hpc_job!=""'
 FIRING, CRITICAL = 'alertstate="firing"', 'severity="critical"'
 #: the field whose presence says "this GPU reports"
@@ -61,7 +68,7 @@ class PromQL:
     def s(self, metric: str, *matchers: str) -> str:
         """``metric{selector, matchers}``; ``metric`` may be ``{__name__=~"..."}``-style via ``names=``."""
         parts = [m for m in (self.selector, *matchers) if m]
-        return f"{metric}{{{','.join(parts)}}}"
+        return f"{metric}{{{','.join(parts)}}}" if parts else metric
 
     def names(self, pattern: str, *matchers: str) -> str:
         return self.s("", f'__name__=~"{pattern}"', *matchers)
@@ -83,9 +90,9 @@ class PromQL:
         return (f"count by (instance, Hostname, hostname) (group by (instance, Hostname, hostname, gpu) ({seen})) or "
                 f"count by (instance, nodename) (last_over_time({self.s('node_uname_info')}[{window}]))")
 
-    def present_fields(self) -> str:
-        """How many series each optional DCGM/IB field has: which signals the exporters provide."""
-        return f'count by (__name__) ({self.names("DCGM_.+|node_infiniband_state_id")})'
+    def present_match(self) -> str | None:
+        """The ``match[]`` for listing metric names: only needed to keep to the selector's cluster."""
+        return self.names("DCGM_.+|node_infiniband_state_id") if self.selector else None
 
     # ---- per node -------------------------------------------------------------------------------
 
@@ -104,7 +111,8 @@ class PromQL:
         inst = _instance(instances)
         parts = [f'label_replace(last_over_time({self.s(field, *inst)}[{window}]), "gpudoc", "{tag}", "", "")'
                  for tag, field in LAST_VALUE_TAGS.items() if tag != "last_seen"]
-        parts.append(f'label_replace(max_over_time(timestamp({self.s(PRESENCE, *inst)})[{window}:30s]), '
+        presence = self.s(PRESENCE, *inst)
+        parts.append(f'label_replace(timestamp({presence}) or max_over_time(timestamp({presence})[{window}:30s]), '
                      f'"gpudoc", "last_seen", "", "")')
         return " or ".join(parts)
 
@@ -118,8 +126,11 @@ class PromQL:
         inst = _instance(instances)
         gauge = self.s(XID_GAUGE, NONZERO_XID, *inst)
         count = self.s(XID_COUNT, WITH_XID, *inst)
-        return (f'label_replace(min_over_time(timestamp({gauge})[{window}:1m]), "gpudoc", "gauge_first", "", "") or '
-                f'label_replace(min_over_time(timestamp({count})[{window}:1m]), "gpudoc", "count_first", "", "") or '
+        # subquery steps fall on whole minutes, so a series younger than the last one is taken at its sample
+        first_gauge = f"min_over_time(timestamp({gauge})[{window}:1m]) or timestamp({gauge})"
+        first_count = f"min_over_time(timestamp({count})[{window}:1m]) or timestamp({count})"
+        return (f'label_replace({first_gauge}, "gpudoc", "gauge_first", "", "") or '
+                f'label_replace({first_count}, "gpudoc", "count_first", "", "") or '
                 f'label_replace(max_over_time({count}[{window}]), "gpudoc", "count_max", "", "")')
 
     # ---- the whole cluster ------------------------------------------------------------------------
@@ -163,8 +174,8 @@ class PromQL:
             "ecc_dbe": f"{f('DCGM_FI_DEV_ECC_DBE_VOL_TOTAL')} > 0",
             "correctable_rows": f"increase({f('DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS')}[{window}]) > 0",
             "hot": f"{temp} >= {hot_floor + PEER_DELTA_C / 3:g}",
-            "hot_vs_node": f"({temp} - on (instance) group_left () quantile by (instance) (0.5, {temp})) "
-                           f">= {PEER_DELTA_C * 2 / 3:g}",
+            "hot_vs_node": f"(({temp} - on (instance) group_left () quantile by (instance) (0.5, {temp})) "
+                           f">= {PEER_DELTA_C * 2 / 3:g}) and {temp} >= {hot_floor:g}",
             "memory_hot": f"{f('DCGM_FI_DEV_MEMORY_TEMP')} >= 85",
             "clock_events": f"{throttle} > 0",
             "power_cap": f"{f('DCGM_FI_DEV_ENFORCED_POWER_LIMIT')} < on (instance, gpu) group_left () "
@@ -185,8 +196,12 @@ class PromQL:
             "ib_downed_vs_cluster": f"({f('node_infiniband_link_downed_total')} - on (device, port) group_left () "
                                     f"quantile by (device, port) (0.5, {f('node_infiniband_link_downed_total')})) >= {FLAP_EXCESS}",
         }
-        return " or ".join(f'label_replace(max by (instance) ({expr}), "gpudoc", "{tag}", "", "")'
-                           for tag, expr in terms.items())
+        marker = f'label_replace(vector(1), "gpudoc", "{SCREEN_MARKER}", "", "")'
+        return " or ".join([*(f'label_replace(max by (instance) ({expr}), "gpudoc", "{tag}", "", "")'
+                              for tag, expr in terms.items()), marker])
+
+    def recorded_screen(self) -> str:
+        return SCREEN_RECORD
 
 
 def _instance(instances: str | None) -> tuple[str, ...]:

@@ -3,8 +3,8 @@
 Why: dcgm-exporter exports only the fields of its counters file, and its default file leaves out
 most of what fault diagnosis needs (ECC counts, clock-event reasons, power limits, PCIe link state,
 row-remap pending, NVLink error counters). Without them a rule has nothing to look at, which must
-read as "not examined", not as "healthy". One query counts the series of each field; every signal
-with none becomes a ``SignalGap`` naming the fields and the counters file that enables them.
+read as "not examined", not as "healthy". Every signal whose fields Prometheus does not hold becomes a ``SignalGap`` naming the fields and the counters file that enables them. The
+names come from Prometheus's label index (``__name__`` values), which costs nothing per series.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ NVLINK_STATE_GAP = SignalGap(
 )
 
 
-def signal_gaps(present: dict[str, int]) -> list[SignalGap]:
-    """Gaps from the series count per field name (``PromQL.present_fields``)."""
+def signal_gaps(present: set[str]) -> list[SignalGap]:
+    """Gaps from the metric names Prometheus holds (its ``__name__`` label values)."""
     if not any(name.startswith("DCGM_") for name in present):
         return [SignalGap(
             signal="GPU metrics (DCGM_FI_DEV_*)", reason="Prometheus holds no dcgm-exporter series",
@@ -53,14 +53,14 @@ def signal_gaps(present: dict[str, int]) -> list[SignalGap]:
         )]
     gaps = []
     for signal, fields in SIGNALS.items():
-        if any(present.get(name) for name in fields):
+        if any(name in present for name in fields):
             continue
         on_by_default = any(name in DEFAULT_ON for name in fields)
         reason = ("not exported, although dcgm-exporter's default counters include it (a trimmed counters file?)"
                   if on_by_default else "off in dcgm-exporter's default counters")
         gaps.append(SignalGap(signal=f"{signal} ({', '.join(fields)})", reason=reason, remedy=ENABLE))
     gaps.append(NVLINK_STATE_GAP)
-    if not present.get("node_infiniband_state_id"):
+    if "node_infiniband_state_id" not in present:
         gaps.append(SignalGap(
             signal="InfiniBand port state (node_infiniband_*)",
             reason="Prometheus holds no node_exporter InfiniBand series",

@@ -5,7 +5,8 @@ dcgm-exporter into Prometheus, InfiniBand with node_exporter, and alerts through
 and Alertmanager. This source reads exactly those, with the exporters' real names and labels.
 
 How it stays fast on a thousand nodes: the diagnosis first screens the cluster with one PromQL
-query (``diagnosis_scope``), then reads readings, XIDs, InfiniBand and history only for the nodes
+expression (``diagnosis_scope``; read from the ``gpudoc:screen`` recording rule when Prometheus
+keeps it, at most one rule interval old), then reads readings, XIDs, InfiniBand and history only for the nodes
 named, one query each, in parallel; cluster figures are aggregated in Prometheus. Every query of
 one snapshot is evaluated at the same instant and sent once (``client``). Scheduler facts come
 from a Slurm source composed with this one; on its own it reports no Slurm.
@@ -33,7 +34,7 @@ from gpudoc.tools.sources.base import ClusterSource, DiagnosisScope, SourceError
 from gpudoc.tools.sources.prometheus.alerting import alert_events, mark_silenced, rules_from, silences_from
 from gpudoc.tools.sources.prometheus.client import PrometheusClient
 from gpudoc.tools.sources.prometheus.inventory import Inventory, load_inventory
-from gpudoc.tools.sources.prometheus.promql import HISTORY_FIELDS, LAST_VALUE_TAGS, PRESENCE, PromQL
+from gpudoc.tools.sources.prometheus.promql import HISTORY_FIELDS, LAST_VALUE_TAGS, PRESENCE, SCREEN_MARKER, PromQL
 from gpudoc.tools.sources.prometheus.readings import (
     GpuReading,
     gpu_metrics,
@@ -49,6 +50,8 @@ SEEN_WINDOW = "1h"
 XID_LOOKBACK_H = 24
 ALERT_HISTORY_H = 24
 ALERT_STEP_S = 60.0
+#: metric names present within this long count as exported
+NAMES_WINDOW_S = 900.0
 #: points a whole-cluster history may return before its step is widened
 MAX_HISTORY_POINTS = 2_000_000
 
@@ -72,8 +75,8 @@ class PrometheusSource(ClusterSource):
         return await load_inventory(self._query, self.promql, SEEN_WINDOW)
 
     async def _gaps(self) -> list[SignalGap]:
-        rows = await self._query(self.promql.present_fields())
-        return signal_gaps({row["metric"].get("__name__", ""): int(float(row["value"][1])) for row in rows})
+        names = await self.client.label_values("__name__", self.promql.present_match(), NAMES_WINDOW_S)
+        return signal_gaps(set(names))
 
     def _stamp(self) -> datetime:
         return datetime.fromtimestamp(self.client.now(), UTC)
@@ -195,7 +198,7 @@ class PrometheusSource(ClusterSource):
         )
         reasons: dict[str, list[str]] = {}
         if node is None:
-            for row in await self._query(q.triage(f"{history_minutes}m", f"{XID_LOOKBACK_H}h")):
+            for row in await self._screen(history_minutes):
                 reasons.setdefault(inventory.node_of(row["metric"]), []).append(row["metric"].get("gpudoc", "?"))
             for name, targets in inventory.nodes.items():
                 if not targets.reachable:
@@ -213,6 +216,16 @@ class PrometheusSource(ClusterSource):
                                  float(row["value"][1]) for row in medians},
             gaps=gaps,
         )
+
+    async def _screen(self, history_minutes: int) -> list[dict[str, Any]]:
+        """The screen's rows, from the recording rule when Prometheus keeps it (a selector aside: the
+        recorded screen spans every cluster of that Prometheus), else evaluated now."""
+        if not self.promql.selector:
+            recorded = await self._query(self.promql.recorded_screen())
+            if any(row["metric"].get("gpudoc") == SCREEN_MARKER for row in recorded):
+                return [row for row in recorded if "instance" in row["metric"]]
+        rows = await self._query(self.promql.triage(f"{history_minutes}m", f"{XID_LOOKBACK_H}h"))
+        return [row for row in rows if "instance" in row["metric"]]
 
     # ---- the cluster at a glance -------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from gpudoc.tools.cluster_tools import build_cluster_tools
 from gpudoc.tools.diagnosis.engine import diagnose
 from gpudoc.tools.sources.base import SourceError, SourceProtocolError, SourceUnavailableError
 from gpudoc.tools.sources.prometheus import PrometheusClient, PrometheusSource
-from gpudoc.tools.sources.prometheus.promql import SCREEN_RECORD, SCREEN_WINDOWS, PromQL
+from gpudoc.tools.sources.prometheus.inventory import host_part
+from gpudoc.tools.sources.prometheus.promql import SCREEN_RECORD, SCREEN_WINDOWS, PromQL, instance_regex
 from tests.doubles.recording_prometheus import RecordingPrometheus
 from tests.services import free_port, require_binary
 from tests.services.prometheus import RULES, Daemon, start_prometheus, start_sim, wait_for_scrapes
@@ -44,6 +45,12 @@ def test_shipped_screen_rule_is_the_expression_the_source_evaluates() -> None:
     rules = yaml.safe_load(RULES.read_text())
     [screen] = [r for g in rules["groups"] for r in g["rules"] if r.get("record") == SCREEN_RECORD]
     assert " ".join(screen["expr"].split()) == " ".join(PromQL().triage(*SCREEN_WINDOWS).split())
+
+
+def test_instances_are_escaped_for_promql_and_hosts_named_from_them() -> None:
+    assert instance_regex(["gpu-01:9400", "10.0.0.5:9100"]) == "10\\\\.0\\\\.0\\\\.5:9100|gpu\\\\-01:9400"
+    assert host_part("gpu001:9400") == "gpu001" and host_part("[fd00::1]:9400") == "fd00::1"
+    assert host_part("gpu001") == "gpu001"
 
 
 # ---- a Prometheus behind TLS and basic auth -------------------------------------------------------

@@ -295,3 +295,24 @@ async def test_alertmanager_silences_are_shown_on_the_alerts_they_mute(cluster: 
     assert mine.comment == "RMA ticket OPS-4821 open"
     muted = [e for e in events if e.rule_name == "GpuRowRemapFailure" and e.active]
     assert muted and all(e.silenced_by == [silence_id] for e in muted)
+
+
+async def test_the_recorded_screen_and_the_one_evaluated_per_call_pick_the_same_nodes(cluster: Cluster) -> None:
+    """gpudoc's ``gpudoc:screen`` rule keeps the screen; with a selector the source evaluates it itself."""
+    recorded_source = cluster.source()
+    live_source = PrometheusSource(PrometheusClient(cluster.prometheus.url), selector='job=~"dcgm|node"')
+    try:
+        deadline = time.monotonic() + 90  # the rule group runs once a minute
+        while not await recorded_source.client.query('gpudoc:screen{gpudoc="evaluated"}'):
+            assert time.monotonic() < deadline, "gpudoc:screen was never evaluated"
+            await asyncio.sleep(3)
+            recorded_source.client.new_snapshot()
+        recorded, live = await asyncio.gather(recorded_source.diagnosis_scope(60), live_source.diagnosis_scope(60))
+        report = await diagnose(live_source)
+    finally:
+        await recorded_source.aclose()
+        await live_source.aclose()
+    faulty = {f"node-{n}" for n in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12)}
+    assert faulty <= set(recorded.focus) and set(recorded.focus) == set(live.focus)
+    assert "host_down" in recorded.reasons["node-9"] and "xid" in recorded.reasons["node-0"]
+    assert ("node-9", "critical") in covered(report.findings)

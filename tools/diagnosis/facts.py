@@ -147,15 +147,15 @@ async def gather_facts(
         _optional("alert history", source.alert_history(ALERT_HISTORY_LIMIT), limitations),
     )
     limitations.extend(_missing_signals(nodes, slurm, []))
+    return _facts(source, nodes, history, slurm, rules, events, limitations)
+
+
+def _facts(source: ClusterSource, nodes: list[NodeMetrics], history: list[GpuSeries] | None,
+           slurm: SlurmSnapshot | None, rules: list[AlertRule] | None, events: list[AlertEvent] | None,
+           limitations: list[str], **whole_cluster: object) -> ClusterFacts:
     return ClusterFacts(
-        source=source.name,
-        collected_at=_now_of(nodes, slurm),
-        nodes=nodes,
-        history=history,
-        slurm=slurm,
-        alert_rules=rules,
-        alert_events=events,
-        limitations=sorted(set(limitations)),
+        source=source.name, collected_at=_now_of(nodes, slurm), nodes=nodes, history=history, slurm=slurm,
+        alert_rules=rules, alert_events=events, limitations=sorted(set(limitations)), **whole_cluster,
     )
 
 
@@ -175,15 +175,8 @@ async def _gather_screened(source: ClusterSource, history_minutes: int, node: st
         _optional("GPU history", source.nodes_history(focus, history_minutes), limitations),
     )
     limitations.extend(_missing_signals(nodes, slurm, scope.gaps, gpus_total=scope.gpu_count))
-    return ClusterFacts(
-        source=source.name,
-        collected_at=_now_of(nodes, slurm),
-        nodes=nodes,
-        history=history,
-        slurm=slurm,
-        alert_rules=rules,
-        alert_events=events,
-        limitations=sorted(set(limitations)),
+    return _facts(
+        source, nodes, history, slurm, rules, events, limitations,
         node_ids=[node] if node is not None else scope.node_ids,
         gpus_total=sum(len(n.gpus) for n in nodes) if node is not None else scope.gpu_count,
         link_downed_medians=scope.link_downed_medians,

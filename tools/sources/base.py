@@ -1,7 +1,7 @@
 """The one interface every data source implements, and the errors it may raise.
 
 Why a single async interface: tools, analyzers, the agent and the servers never care where a
-fact came from (the embedded simulator, the GPU Watchdog REST API, later Prometheus or
+fact came from (the embedded simulator, the GPU Watchdog REST API, Prometheus, later
 slurmrestd). Each method returns typed models from ``gpudoc.tools.models``; each failure is one
 of the ``SourceError`` subclasses below with a message an operator (or a small LLM) can act on.
 """
@@ -79,7 +79,7 @@ class ClusterSource(abc.ABC):
     tool calls of a round in parallel).
     """
 
-    #: short name shown to users: "sim", "watchdog"
+    #: short name shown to users: "sim", "watchdog", "prometheus"
     name: str = "source"
     #: whether ``diagnosis_scope`` screens the cluster in the backend (the diagnosis then fetches
     #: only the nodes it names); sources without it are read in full

@@ -17,7 +17,7 @@ from gpudoc import __version__
 from gpudoc.tools.sources.base import SourceError
 
 #: subcommand modules, in the order `gpudoc --help` lists them
-COMMAND_MODULES = ("diagnose", "scenarios", "sim", "ask", "chat", "serve")
+COMMAND_MODULES = ("diagnose", "scenarios", "sim", "ask", "chat", "serve", "eval")
 
 
 class CliError(Exception):

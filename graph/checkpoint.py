@@ -11,7 +11,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
+import aiosqlite
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from gpudoc.graph.state import CHECKPOINT_TYPES
+
+
+def state_serializer() -> JsonPlusSerializer:
+    """The checkpoint serializer, allowed to restore the typed values of the agent's state."""
+    return JsonPlusSerializer(allowed_msgpack_modules=[(t.__module__, t.__name__) for t in CHECKPOINT_TYPES])
 
 
 class ThreadStoreError(OSError):
@@ -31,7 +40,8 @@ async def open_checkpointer(path: str | Path) -> AsyncIterator[AsyncSqliteSaver]
             # Open it once synchronously first: when aiosqlite's own connect fails, its worker
             # thread outlives the event loop and prints a second traceback at exit.
             sqlite3.connect(target).close()
-            saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(str(target)))
+            connection = await stack.enter_async_context(aiosqlite.connect(str(target)))
+            saver = AsyncSqliteSaver(connection, serde=state_serializer())
             await saver.setup()
         except (OSError, sqlite3.Error) as exc:
             raise ThreadStoreError(

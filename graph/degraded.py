@@ -12,14 +12,14 @@ import openai
 import httpx
 
 from gpudoc.graph.contracts import ToolCallRecord
-from gpudoc.graph.reflect import TOPICS, node_in_question
+from gpudoc.graph.question import named_nodes
+from gpudoc.graph.topics import asks_about
 from gpudoc.tools.diagnosis.engine import diagnose
 from gpudoc.tools.diagnosis.findings import DiagnosisReport, Finding
 from gpudoc.tools.compact import free_text
 from gpudoc.tools.models import ClusterStatus, NodeMetrics, SlurmSnapshot, clock_event_names, spec_for_model_name
 from gpudoc.tools.sources.base import ClusterSource, SourceError, UnknownNodeError
 
-JOBS_TOPIC = next(topic for topic in TOPICS if topic.name == "jobs")
 #: rows of the pending-jobs table before the rest is counted instead of listed
 PENDING_ROWS = 15
 
@@ -77,7 +77,7 @@ async def degraded_answer(
     source: ClusterSource, question: str, reason: str, evidence: list[ToolCallRecord]
 ) -> tuple[str, list[Finding]]:
     """The labelled deterministic answer and its findings. Never raises for source failures."""
-    node = node_in_question(question)
+    node = next(iter(named_nodes(question)), None)
     notes: list[str] = []
     if node:
         try:
@@ -92,7 +92,7 @@ async def degraded_answer(
     except SourceError as error:
         return _nothing_available(reason, error), []
     text = render_report(report, reason) + await _current_readings(source, node)
-    if JOBS_TOPIC.asked(question):
+    if asks_about(question, "jobs"):
         text += await _pending_jobs(source)
     if notes:
         text = text.replace("\n\n", "\n\n" + " ".join(notes) + "\n\n", 1)
@@ -152,7 +152,7 @@ def _cluster_lines(status: ClusterStatus) -> str:
         f"{status.avg_utilization_pct:.1f} %, average temperature {status.avg_temperature_c:.1f} °C, "
         f"GPU memory {status.memory_used_gb:.0f} of {status.memory_total_gb:.0f} GB in use"
     )
-    if status.slurm:
+    if status.slurm and status.slurm.jobs_running is not None and status.slurm.jobs_pending is not None:
         line += f"; Slurm: {status.slurm.jobs_running} jobs running, {status.slurm.jobs_pending} pending"
     return line + ".\n"
 

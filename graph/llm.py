@@ -17,10 +17,10 @@ import httpx
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from gpudoc.config import Settings
-from gpudoc.graph.think_tags import ThinkSplitter, split_think_tags
+from gpudoc.graph.think_tags import StartMode, ThinkSplitter, split_think_tags
 
 #: vLLM's field names for the reasoning text, newest first
 REASONING_FIELDS = ("reasoning", "reasoning_content")
@@ -56,8 +56,17 @@ def reasoning_of(payload: Mapping[str, Any] | None) -> str:
     return ""
 
 
-#: the ``<think>`` splitter of the stream the current task is reading (one per concurrent turn)
-_STREAM_SPLITTER: ContextVar[ThinkSplitter | None] = ContextVar("gpudoc_stream_splitter", default=None)
+class _StreamState:
+    """What one stream has shown so far: its ``<think>`` splitter, a reasoning field, answer content."""
+
+    def __init__(self, splitter: ThinkSplitter) -> None:
+        self.splitter = splitter
+        self.reasoning_field = False
+        self.content_seen = False
+
+
+#: the stream the current task is reading (one per concurrent turn)
+_STREAM_SPLITTER: ContextVar[_StreamState | None] = ContextVar("gpudoc_stream_splitter", default=None)
 
 
 def _with_parts(generation: ChatGenerationChunk, reasoning: str, answer: str) -> ChatGenerationChunk:
@@ -80,6 +89,26 @@ class ReasoningChatOpenAI(ChatOpenAI):
     """
 
     enable_thinking: bool | None = None
+    #: how this server returns thinking, learnt from its streams: unknown, parser (a field of its
+    #: own), tags (``<think>…</think>`` in the content), opened (only ``</think>``: the chat
+    #: template opened the tag) or none (no thinking in the content)
+    _think_shape: str = PrivateAttr(default="unknown")
+
+    def _stream_start(self, thinking: bool | None) -> StartMode:
+        """How a stream's content may begin, from what earlier streams showed of this server."""
+        if thinking is False:
+            return "plain"
+        return {"unknown": "undecided", "opened": "thinking"}.get(self._think_shape, "plain")
+
+    def _learn_think_shape(self, splitter: ThinkSplitter, reasoning_field: bool, content_seen: bool) -> None:
+        if reasoning_field:
+            self._think_shape = "parser"
+        elif splitter.orphan_close_seen:
+            self._think_shape = "opened"
+        elif splitter.open_seen:
+            self._think_shape = "tags"
+        elif content_seen and self._think_shape == "unknown":
+            self._think_shape = "none"
 
     def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
         thinking = kwargs.pop("enable_thinking", self.enable_thinking)
@@ -98,16 +127,22 @@ class ReasoningChatOpenAI(ChatOpenAI):
         if generation is None:
             return None
         choices = chunk.get("choices") or (chunk.get("chunk") or {}).get("choices") or []
+        stream = _STREAM_SPLITTER.get()
         if choices:
             text = reasoning_of(choices[0].get("delta"))
             if text:
                 generation.message.additional_kwargs[REASONING_KEY] = text
-        splitter = _STREAM_SPLITTER.get()
+                if stream is not None:
+                    stream.reasoning_field = True
+                    stream.splitter.reasoning_field_seen()
         content = generation.message.content
-        if splitter is not None and isinstance(content, str):
+        if stream is not None and isinstance(content, str):
+            splitter = stream.splitter
+            stream.content_seen = stream.content_seen or bool(content.strip())
             reasoning, answer = splitter.feed(content)
-            if choices and choices[0].get("finish_reason"):
-                rest_reasoning, rest_answer = splitter.finish()
+            finish_reason = choices[0].get("finish_reason") if choices else None
+            if finish_reason:
+                rest_reasoning, rest_answer = splitter.finish(cut_off=finish_reason == "length")
                 reasoning, answer = reasoning + rest_reasoning, answer + rest_answer
             if (reasoning, answer) != ("", content):
                 generation = _with_parts(generation, reasoning, answer)
@@ -116,12 +151,14 @@ class ReasoningChatOpenAI(ChatOpenAI):
     async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         # Thinking left inline in the content (no reasoning parser on the server) is moved to
         # the reasoning channel chunk by chunk, before callbacks and the graph's stream see it.
-        _STREAM_SPLITTER.set(ThinkSplitter())
+        stream = _StreamState(ThinkSplitter(self._stream_start(kwargs.get("enable_thinking", self.enable_thinking))))
+        _STREAM_SPLITTER.set(stream)
         try:
             async for generation in super()._astream(*args, **kwargs):
                 yield generation
         finally:
             _STREAM_SPLITTER.set(None)
+            self._learn_think_shape(stream.splitter, stream.reasoning_field, stream.content_seen)
 
     def _create_chat_result(self, response: dict | BaseModel, generation_info: dict | None = None) -> ChatResult:
         result = super()._create_chat_result(response, generation_info)
@@ -150,6 +187,7 @@ def build_chat_model(settings: Settings, *, enable_thinking: bool | None = None)
         base_url=settings.llm_base_url,
         api_key=settings.llm_api_key or "EMPTY",
         temperature=settings.llm_temperature,
+        top_p=settings.llm_top_p,
         max_tokens=settings.llm_max_tokens,
         timeout=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,

@@ -7,11 +7,21 @@ counted as ungrounded. ``ThinkSplitter`` routes it to the reasoning channel as i
 
 Two shapes occur: the model writes ``<think>…</think>answer``, or the chat template already
 opened the tag in the prompt and the model writes ``…</think>answer``. The first is split while
-streaming. The second can only be recognised once ``</think>`` arrives; ``split_think_tags``
-handles it for whole messages, and a stream reports it through ``orphan_close_seen``.
+streaming. The second can only be recognised once ``</think>`` arrives: a stream that may have
+this shape starts ``undecided`` and holds its text back until the tag arrives (it was thinking),
+the server's reasoning field speaks (the server parses thinking itself) or the stream ends (it
+was the answer), so that no thinking is ever streamed as answer text. ``split_think_tags``
+handles both shapes for whole messages.
 """
 
+
 from __future__ import annotations
+
+from typing import Literal
+
+#: how a stream may begin: ``plain`` (``<think>`` or the answer), ``undecided`` (the chat template
+#: may have opened the tag: hold the text until it is clear) or ``thinking`` (the template opens it)
+StartMode = Literal["plain", "undecided", "thinking"]
 
 OPEN = "<think>"
 CLOSE = "</think>"
@@ -28,10 +38,17 @@ def _partial_suffix(text: str, tag: str) -> int:
 class ThinkSplitter:
     """Streaming splitter: ``feed(chunk) -> (reasoning, answer)``, then ``finish()`` for the rest."""
 
-    def __init__(self) -> None:
-        self._state = "start"  # start -> thinking -> after_think -> answer, or start -> answer
+    def __init__(self, start: StartMode = "plain") -> None:
+        # start -> thinking -> after_think -> answer, or start -> answer (or -> undecided -> ...)
+        self._state = "thinking" if start == "thinking" else "start"
+        self._undecided = start == "undecided"
         self._held = ""
         self.orphan_close_seen = False
+        self.open_seen = False
+
+    def reasoning_field_seen(self) -> None:
+        """The server sent reasoning in a field of its own: the content is the answer, hold nothing back."""
+        self._undecided = False
 
     def feed(self, text: str) -> tuple[str, str]:
         held, self._held = self._held + text, ""
@@ -39,12 +56,24 @@ class ThinkSplitter:
             stripped = held.lstrip()
             if stripped.startswith(OPEN):
                 self._state = "thinking"
+                self.open_seen = True
                 held = stripped[len(OPEN):]
             elif OPEN.startswith(stripped):
                 self._held = held  # still could become "<think>"
                 return "", ""
             else:
+                self._state = "undecided" if self._undecided else "answer"
+        if self._state == "undecided":
+            if not self._undecided:  # the reasoning field settled it: everything so far is answer
                 self._state = "answer"
+                return "", held
+            end = held.find(CLOSE)
+            if end < 0:
+                self._held = held
+                return "", ""
+            self.orphan_close_seen = True
+            self._state = "after_think"
+            return held[:end], self._answer_start(held[end + len(CLOSE):])
         if self._state == "thinking":
             end = held.find(CLOSE)
             if end < 0:
@@ -67,10 +96,14 @@ class ThinkSplitter:
             self._state = "answer"
         return text
 
-    def finish(self) -> tuple[str, str]:
-        """Whatever is still held back: unfinished thinking stays reasoning, anything else is answer."""
+    def finish(self, *, cut_off: bool = False) -> tuple[str, str]:
+        """Whatever is still held back: unfinished thinking stays reasoning, anything else is answer.
+
+        ``cut_off``: the stream stopped at the output limit. Text still undecided then was the
+        thinking the limit interrupted (an answer comes after the thinking, never alone before it).
+        """
         held, self._held = self._held, ""
-        if self._state == "thinking":
+        if self._state == "thinking" or (self._state == "undecided" and cut_off):
             return held, ""
         return "", held
 

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from langchain_core.callbacks import BaseCallbackHandler
 from langserve import add_routes
-from sse_starlette.sse import AppStatus
 
 from gpudoc import __version__
 from gpudoc.config import Settings
@@ -32,14 +31,15 @@ from gpudoc.server.metrics import LlmMetricsCallback, ServerMetrics
 from gpudoc.server.observability import ObservabilityMiddleware
 from gpudoc.server.ops import ops_router
 from gpudoc.server.original_api import install_validation_handler, original_api_router
-from gpudoc.server.runnable import AgentRunnable, build_input_model
+from gpudoc.server.agent_requests import THREAD_HEADER, agent_request_checks
+from gpudoc.server.langserve_compat import fresh_sse_shutdown_event
+from gpudoc.server.runnable import AgentRunnable
 from gpudoc.server.settings import ServerSettings
 from gpudoc.server.turns import TurnService, valid_thread_id
 from gpudoc.tools.sources.base import ClusterSource
-from gpudoc.tools.sources.factory import SourceOptions, open_source
+from gpudoc.tools.sources.factory import open_source
 
 STATIC_DIR = Path(__file__).parent / "static"
-THREAD_HEADER = "x-thread-id"
 
 log = logging.getLogger("gpudoc.server")
 
@@ -69,8 +69,7 @@ def default_agent_factory(
 
     llm = build_chat_model(settings)
     llm.callbacks = list(callbacks)
-    return build_agent(source=source, llm=llm, checkpointer=checkpointer, settings=settings,
-                       max_rounds=settings.max_rounds)
+    return build_agent(source=source, llm=llm, checkpointer=checkpointer, settings=settings)
 
 
 @dataclass
@@ -128,16 +127,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # sse-starlette 1.x (the series LangServe requires) keeps one process-wide shutdown event,
-        # bound to the first event loop that streamed; a later loop (a restarted app in the same
-        # process) would fail on it. Start each app with a fresh one.
-        AppStatus.should_exit_event = None
+        fresh_sse_shutdown_event()  # see server/langserve_compat.py
         async with AsyncExitStack() as stack:
             cluster = source
             if cluster is None:
-                cluster = open_source(SourceOptions(source=config.source, backend_base_url=config.backend_base_url,
-                                                    backend_timeout_s=config.backend_timeout_s,
-                                                    **config.prometheus_options()))
+                cluster = open_source(config.source_options(realtime=True))
             if cluster is not source or owns_source:
                 stack.push_async_callback(cluster.aclose)
             checkpointer = await stack.enter_async_context(open_checkpointer(config.db_path))
@@ -169,13 +163,9 @@ def create_app(
 
     add_routes(
         app,
-        AgentRunnable(
-            runtime.require_turns,
-            build_input_model(
-                max_message_chars=config.max_message_chars, max_history_messages=config.max_history_messages
-            ),
-        ),
+        AgentRunnable(runtime.require_turns),
         path="/agent",
+        dependencies=[Depends(agent_request_checks(config, runtime.require_turns))],
         playground_type="chat",
         per_req_config_modifier=thread_config_modifier,
         enable_feedback_endpoint=False,

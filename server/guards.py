@@ -34,6 +34,8 @@ def _bearer(headers: dict[bytes, bytes]) -> str | None:
 
 
 async def _send_json(send: Send, status: int, payload: dict, extra_headers: list[tuple[bytes, bytes]] = ()) -> None:
+    # ``message`` is the sentence GPU Watchdog's chat panel displays for a failed request.
+    payload = {**payload, "message": f"{payload['error']}: {payload['details']}"}
     body = json.dumps(payload).encode()
     await send(
         {

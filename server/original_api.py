@@ -1,10 +1,18 @@
-"""The original GPU Watchdog agent API, unchanged for its frontend.
+"""The original GPU Watchdog agent API, as GPU Watchdog's chat panel uses it.
 
 - ``POST /api/agent/chat`` ``{message, history?}`` -> ``{response, toolCalls: [{name, arguments, result}]}``;
   ``history`` is ``[{role: "user"|"assistant", content}]``, the conversation so far (the
   frontend keeps it; each request runs on a fresh thread seeded with it).
-- ``GET /api/agent/health`` -> ``{available, model?, error?}``: whether the language model answers.
-- Invalid requests get ``400 {error, details}`` (not FastAPI's 422), as the frontend expects.
+- ``GET /api/agent/health`` -> ``{available, model?, error?, llmAvailable}``: whether the chat
+  answers. The panel disables its input while ``available`` is false, and gpudoc answers
+  without a language model too (its deterministic diagnosis, labelled as such), so
+  ``available`` is true whenever the agent runs; ``llmAvailable`` says whether the model
+  answers, and when it does not, ``model`` (which the panel shows next to its badge) says the
+  answers come from the diagnosis and ``error`` says why.
+- ``GET /api/agent/logs?lines=N`` -> ``{logs, loading, error?}``: the server's recent log lines
+  (``agent_logs``), where the original showed the model server's.
+- Errors are ``{error, details, message}``: ``message`` is the sentence the panel displays.
+  Invalid requests get ``400`` (not FastAPI's 422), as the frontend expects.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -22,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gpudoc.graph.contracts import ToolCallRecord
 from gpudoc.graph.llm import LlmProbe
+from gpudoc.server.agent_logs import recent_logs, requested_lines
 from gpudoc.server.settings import ServerSettings
 from gpudoc.server.turns import TurnFailedError, TurnService
 
@@ -90,14 +99,34 @@ class ChatResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    available: bool
+    available: bool = Field(description="whether the chat answers (with or without the language model)")
     model: str | None = None
+    error: str | None = None
+    llmAvailable: bool = Field(description="whether the language model answers")  # noqa: N815 - wire name
+
+
+#: what the panel shows next to its badge while answers come from the diagnosis alone
+NO_MODEL_LABEL = "gpudoc diagnosis only - LLM offline"
+
+
+class LogsResponse(BaseModel):
+    logs: str
+    loading: bool
     error: str | None = None
 
 
 class ErrorResponse(BaseModel):
     error: str
     details: Any = None
+    message: str = Field(description="one sentence for the person: what failed and what to do")
+
+    @classmethod
+    def of(cls, error: str, details: Any = None) -> "ErrorResponse":
+        if isinstance(details, list) and details:
+            said = "; ".join(str(item) for item in details)
+        else:
+            said = str(details) if details else ""
+        return cls(error=error, details=details, message=f"{error}: {said}" if said else error)
 
 
 def _describe(errors: list[Any]) -> list[str]:
@@ -125,7 +154,7 @@ def install_validation_handler(app: FastAPI) -> None:
         if request.url.path.startswith(ORIGINAL_API_PREFIX):
             return JSONResponse(
                 status_code=400,
-                content=ErrorResponse(error="Invalid request", details=_describe(list(exc.errors()))).model_dump(),
+                content=ErrorResponse.of("Invalid request", _describe(list(exc.errors()))).model_dump(),
             )
         return JSONResponse(status_code=422, content={"detail": _jsonable_errors(exc.errors())})
 
@@ -155,16 +184,35 @@ def original_api_router(*, turns: TurnServiceProvider, settings: ServerSettings,
         if errors:
             raise RequestValidationError(errors)
         try:
-            result = await turns().run(body.message, history=[entry.to_message() for entry in body.history])
+            service = turns()
+        except HTTPException as exc:
+            return JSONResponse(status_code=exc.status_code,
+                                content=ErrorResponse.of("The agent is not running", exc.detail).model_dump())
+        try:
+            result = await service.run(body.message, history=[entry.to_message() for entry in body.history])
         except TurnFailedError as exc:
             log.warning("agent turn failed: %s", exc)
-            return JSONResponse(status_code=500, content=ErrorResponse(error="The agent failed", details=str(exc)).model_dump())
+            return JSONResponse(status_code=500, content=ErrorResponse.of("The agent failed", str(exc)).model_dump())
         return ChatResponse(response=result.answer, toolCalls=[ToolCallOut.from_record(call) for call in result.tool_calls])
 
     @router.get("/health", response_model=HealthResponse, response_model_exclude_none=True,
-                summary="Whether the language model answers")
+                summary="Whether the chat answers, and whether the language model does")
     async def health() -> HealthResponse:
+        try:
+            turns()
+        except HTTPException as exc:
+            return HealthResponse(available=False, error=str(exc.detail), llmAvailable=False)
         probe_result = await probe()
-        return HealthResponse(available=probe_result.available, model=probe_result.model, error=probe_result.error)
+        if probe_result.available:
+            return HealthResponse(available=True, model=probe_result.model, llmAvailable=True)
+        return HealthResponse(available=True, model=NO_MODEL_LABEL, error=probe_result.error, llmAvailable=False)
+
+    recent_logs()  # start keeping lines now, so the first request finds the server's start-up
+
+    @router.get("/logs", response_model=LogsResponse, response_model_exclude_none=True,
+                summary="The server's recent log lines (the original showed the model server's)")
+    async def logs(request: Request) -> LogsResponse:
+        lines = recent_logs().tail(requested_lines(request.query_params.get("lines")))
+        return LogsResponse(logs="\n".join(lines), loading=False)
 
     return router

@@ -6,19 +6,19 @@ settings; the server still reads every value (LLM, source, token, CORS) from the
 
 from __future__ import annotations
 
-from pydantic import Field
-
-from gpudoc.config import Settings
+from gpudoc.config import Settings, option
 
 
 class ServerSettings(Settings):
     """``Settings`` plus request limits, each overridable by an environment variable."""
 
-    max_message_chars: int = Field(8000, ge=1, alias="GPUDOC_MAX_MESSAGE_CHARS")
-    max_history_messages: int = Field(50, ge=0, alias="GPUDOC_MAX_HISTORY_MESSAGES")
-    max_body_bytes: int = Field(256 * 1024, ge=1024, alias="GPUDOC_MAX_BODY_BYTES")
-    max_rounds: int = Field(4, ge=1, le=12, alias="GPUDOC_MAX_ROUNDS")
-    readiness_timeout_s: float = Field(3.0, gt=0, alias="GPUDOC_READINESS_TIMEOUT_S")
+    max_message_chars: int = option(8000, env="GPUDOC_MAX_MESSAGE_CHARS", ge=1,
+                                    help="longest question a request may carry, in characters")
+    max_history_messages: int = option(50, env="GPUDOC_MAX_HISTORY_MESSAGES", ge=0,
+                                       help="most earlier messages a request may carry")
+    max_body_bytes: int = option(256 * 1024, env="GPUDOC_MAX_BODY_BYTES", ge=1024, help="largest request body")
+    readiness_timeout_s: float = option(3.0, env="GPUDOC_READINESS_TIMEOUT_S", gt=0,
+                                        help="seconds /readyz waits for the model and the source")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ServerSettings":

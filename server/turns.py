@@ -1,9 +1,20 @@
-"""Running agent turns for the HTTP routes: thread ids, history from stateless clients, metrics.
+"""Running agent turns for the HTTP routes: thread ids, history sent by clients, metrics.
 
 Why one service for every route: LangServe at ``/agent``, the original ``/api/agent/chat`` and
 the chat page all run the same turn through ``stream_turn``; the differences are only in how a
-conversation is identified (a thread id kept by the checkpointer, or the whole history sent by
-a stateless client) and how the events are encoded on the wire.
+conversation is identified and how the events are encoded on the wire.
+
+Thread semantics (the same for every route and client):
+
+- **No thread id**: the messages sent before the question are the conversation so far; the turn
+  runs on a private thread seeded with them, deleted once the turn is over (the original chat
+  API, the chat playground without a thread id, one-off ``invoke`` calls).
+- **A thread id**: the server keeps the conversation. A client may send only the new question,
+  or the whole conversation again (``RemoteRunnable`` and the playground do): the history it
+  sends is matched against the thread's questions and answers, and only messages the thread
+  does not hold yet are added, so nothing is stored twice. A history that contradicts the
+  thread (a different question or answer at the same place) is refused with
+  ``ThreadConflictError`` rather than merged or silently dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from gpudoc.graph.contracts import (
     AgentEvent,
@@ -26,6 +37,7 @@ from gpudoc.graph.contracts import (
     ToolEndEvent,
     TurnResult,
 )
+from gpudoc.graph.llm import message_text
 from gpudoc.graph.runner import stream_turn
 from gpudoc.server.metrics import ServerMetrics
 
@@ -34,6 +46,46 @@ THREAD_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 class TurnFailedError(RuntimeError):
     """The agent ended a turn with an error event instead of an answer."""
+
+
+class ThreadConflictError(ValueError):
+    """The history a client sent contradicts the conversation the server keeps for that thread."""
+
+
+def _entry(message: BaseMessage) -> tuple[str, str] | None:
+    """A message as the conversation shows it: (role, text); ``None`` for tool traffic."""
+    if isinstance(message, HumanMessage):
+        return "human", message_text(message).strip()
+    if isinstance(message, AIMessage) and not (message.tool_calls or message.invalid_tool_calls):
+        text = message_text(message).strip()
+        return ("ai", text) if text else None
+    return None
+
+
+def history_to_add(stored: Sequence[BaseMessage], sent: Sequence[BaseMessage], *, thread_id: str) -> list[BaseMessage]:
+    """The messages of ``sent`` that a thread holding ``stored`` does not hold yet.
+
+    Raises ``ThreadConflictError`` when ``sent`` is neither part of the thread's conversation
+    nor the thread's conversation continued.
+    """
+    kept = [entry for entry in map(_entry, stored) if entry]
+    given = [(message, entry) for message in sent if (entry := _entry(message))]
+    entries = [entry for _, entry in given]
+    if not entries:
+        return []
+    if not kept:
+        return [message for message, _ in given]
+    size = len(entries)
+    if kept[-size:] == entries or kept[:size] == entries:
+        return []
+    if entries[: len(kept)] == kept:
+        return [message for message, _ in given[len(kept):]]
+    where = next((i for i, (a, b) in enumerate(zip(kept, entries)) if a != b), min(len(kept), size))
+    raise ThreadConflictError(
+        f"the history sent with thread {thread_id!r} differs from the conversation the server keeps for it "
+        f"(message {where + 1}). Send only the new question with this thread id, or use a new thread id "
+        "for a different conversation."
+    )
 
 
 def new_thread_id() -> str:
@@ -61,14 +113,12 @@ class TurnService:
         history: Sequence[BaseMessage] = (),
         enable_thinking: bool | None = None,
     ) -> AsyncIterator[AgentEvent]:
-        """The events of one turn. Without a thread id the turn runs on a fresh, private thread.
+        """The events of one turn (see the module docstring for the thread semantics).
 
-        ``history`` (earlier messages a stateless client sends along) is appended to the thread
-        before the question, so the agent sees the same conversation the client shows.
+        Raises ``ThreadConflictError`` before the turn starts when ``history`` contradicts the thread.
         """
         thread = thread_id or new_thread_id()
-        if history:
-            await self._append_history(thread, history)
+        await self._add_history(thread, await self.history_to_add(thread_id, history) if thread_id else history)
         events: asyncio.Queue[AgentEvent | None] = asyncio.Queue()
         producer = asyncio.create_task(
             self._produce(events, question, thread, self.enable_thinking if enable_thinking is None else enable_thinking),
@@ -153,9 +203,17 @@ class TurnService:
         if checkpointer is not None and hasattr(checkpointer, "adelete_thread"):
             await checkpointer.adelete_thread(thread_id)
 
-    async def _append_history(self, thread_id: str, history: Sequence[BaseMessage]) -> None:
-        config = {"configurable": {"thread_id": thread_id}}
-        await self.agent.aupdate_state(config, {"messages": list(history)})
+    async def history_to_add(self, thread_id: str, history: Sequence[BaseMessage]) -> list[BaseMessage]:
+        """What of ``history`` the thread lacks; ``ThreadConflictError`` when it contradicts the thread."""
+        if not history:
+            return []
+        state = await self.agent.aget_state({"configurable": {"thread_id": thread_id}})
+        return history_to_add((state.values or {}).get("messages") or [], history, thread_id=thread_id)
+
+    async def _add_history(self, thread_id: str, history: Sequence[BaseMessage]) -> None:
+        if history:
+            config = {"configurable": {"thread_id": thread_id}}
+            await self.agent.aupdate_state(config, {"messages": list(history)})
 
     def _observe(self, event: AgentEvent) -> None:
         if isinstance(event, ToolEndEvent):

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.diagnosis_builders import NOW, cluster, job, replace_gpu, replace_series
+from tests.diagnosis_builders import NOW, cluster, job, replace_gpu, replace_series, slurm_node
 from gpudoc.tools.diagnosis.engine import analyze
 from gpudoc.tools.diagnosis.findings import Finding
 from gpudoc.tools.models import AlertEvent, ClockEventReason, NetworkPort, XidEvent
@@ -46,7 +46,10 @@ def test_fell_off_bus_signals_merge_into_one_critical_gpu_finding():
     assert "XID 79 (GPU has fallen off the bus), last at 2025-03-14 11:40:00Z in job 1001" in text
     assert "GPU series stale; last reading 11:40:00Z" in text
     assert 'node-1: Slurm state IDLE+DRAIN (drained), reason "gres/gpu count too low (7 < 8)" since 11:42Z (18 min ago)' in text
-    assert "1001: job 1001 of alice ended NODE_FAIL at 11:41Z on node-1" in text
+    assert "1001: job 1001 'train' of alice ended NODE_FAIL at 11:41:00Z on node-1" in text
+    # the NODE_FAIL is tied to the XID that caused it, a minute earlier on the job's node
+    assert "1001: XID 79 (GPU has fallen off the bus) on node-1 GPU 5 at 11:40:00Z, 1 min before the job ended" in text
+    assert result.job_id == "1001"
     assert "RMA" in result.action and result.category == "hardware"
 
 
@@ -239,6 +242,29 @@ def test_host_down_is_one_node_finding_with_failed_jobs():
     assert "jobs ended NODE_FAIL: 1002" in result.evidence
 
 
+def test_a_silent_node_slurm_still_runs_jobs_on_is_not_reporting_telemetry_not_down():
+    facts = cluster()
+    facts.nodes[2] = facts.nodes[2].model_copy(update=dict(reachable=False, gpus=[]))
+    facts.slurm.nodes[2] = facts.slurm.nodes[2].model_copy(update=dict(state=["ALLOCATED"]))
+
+    result = only(analyze(facts))
+
+    assert (result.severity, result.subject, result.rule) == ("warning", "node-2", "node.no_telemetry")
+    assert result.title == "not reporting telemetry; Slurm reports it alloc"
+    assert "Slurm state ALLOCATED (alloc)" in result.evidence[1] and "exporter" in result.action
+
+
+def test_a_slurm_node_without_any_metrics_is_reported_with_its_state():
+    facts = cluster()
+    facts.slurm.nodes.append(slurm_node(7, state=["IDLE"]))
+    facts.slurm.nodes.append(slurm_node(8, state=["DOWN"]))
+
+    found = {f.subject: f for f in analyze(facts)}
+
+    assert (found["node-7"].rule, found["node-7"].severity) == ("node.no_telemetry", "warning")
+    assert (found["node-8"].rule, found["node-8"].severity) == ("node.host_down", "critical")
+
+
 def test_ib_port_down_blames_the_network_not_the_gpus():
     facts = cluster()
     facts.nodes[1].network = [NetworkPort(device="mlx5_0", state_id=1, link_downed_total=9)]
@@ -308,11 +334,13 @@ def test_jobs_pending_while_a_node_sits_drained():
     for index in range(8):
         replace_gpu(facts, 3, index, utilization_pct=0.0, job_id=None)
 
-    result = only(analyze(facts))
+    result, waiting = analyze(facts)
 
     assert (result.severity, result.subject, result.rule) == ("warning", "node-3", "sched.pending_on_unavailable_nodes")
-    assert result.evidence == ["node-3 drained: 8 GPUs closed to new jobs", "pending: 3001, 3002; 16 GPUs requested",
+    assert result.evidence == ['node-3 drained: 8 GPUs closed to new jobs; reason "admin: cable check"',
+                               "pending: 3001, 3002; 16 GPUs requested",
                                'Slurm state IDLE+DRAIN (drained), reason "admin: cable check"']
+    assert (waiting.severity, waiting.rule, waiting.job_id) == ("info", "sched.jobs_waiting", "3001")
 
 
 def test_qos_limits_are_info():

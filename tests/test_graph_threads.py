@@ -44,11 +44,11 @@ async def test_thread_continues_after_a_restart(tmp_path):
     assert not any(isinstance(m, ToolMessage) for m in prompt)  # earlier turns' raw results are compacted away
     assert second.tool_calls == [] and second.llm_round_trips == 1  # per-turn evidence was reset
     assert len([m for m in other.prompts[0] if isinstance(m, HumanMessage)]) == 1
-    assert stored.values["answer"] == "Same node as before: node-1."
+    assert stored.values["outcome"].answer == "Same node as before: node-1."
 
 
 async def test_old_turns_are_trimmed_to_the_context_window(tmp_path):
-    settings = Settings(LLM_BASE_URL="http://127.0.0.1:9/v1", LLM_CONTEXT_TOKENS=6000, LLM_MAX_TOKENS=512)
+    settings = Settings(LLM_BASE_URL="http://127.0.0.1:9/v1", LLM_CONTEXT_TOKENS=14000, LLM_MAX_TOKENS=8192)
     long_answer = "word " * 800
     model = ScriptedChatModel(script=[text(long_answer)], repeat_last=True)
     async with open_checkpointer(tmp_path / "t.sqlite") as saver:

@@ -200,4 +200,4 @@ async def test_a_default_exporter_is_diagnosed_and_its_missing_fields_are_named(
     assert hbm.severity == "critical" and any("XID 95" in line for line in hbm.evidence)
     assert not any("(applied)" in f.title for f in report.findings)
     assert by_subject["node-2/gpu-0"].rule == "gpu.thermal_slowdown"
-    assert any("ROW_REMAP_PENDING" in line for line in details["not_reported"])
+    assert any("ROW_REMAP_PENDING" in line for line in details["source_notes"])

@@ -7,6 +7,7 @@ speaks vLLM's wire format); the cluster is the simulator with its clock frozen.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from gpudoc.server.app import create_app
+from gpudoc.server.original_api import NO_MODEL_LABEL
 from gpudoc.server.settings import ServerSettings
 from gpudoc.tools.sim.source import SimSource
 from tests.doubles.stub_vllm import STUB_MODEL, StubVllmServer
@@ -314,6 +316,7 @@ async def test_original_chat_rejects_invalid_requests_with_400(
     body = response.json()
     assert body["error"] == "Invalid request"
     assert any(detail in line for line in body["details"]), body["details"]
+    assert body["message"].startswith("Invalid request: ") and detail in body["message"]  # what the panel shows
     assert stub.requests == []
 
 
@@ -334,9 +337,32 @@ async def test_original_health_reports_the_model_or_the_error(tmp_path: Path, st
     down_url = closed_port_url()
     async with serving(settings_for(tmp_path, down_url)) as client:
         down = (await client.get("/api/agent/health")).json()
-    assert up == {"available": True, "model": STUB_MODEL}
-    assert down["available"] is False and "model" not in down
+    assert up == {"available": True, "model": STUB_MODEL, "llmAvailable": True}
+    # Without the model the chat still answers (the labelled diagnosis): GPU Watchdog's panel
+    # must keep its input enabled, and show that no model is behind the answers.
+    assert (down["available"], down["llmAvailable"]) == (True, False)
+    assert down["model"] == NO_MODEL_LABEL and "/" not in NO_MODEL_LABEL  # the panel shows the part after "/"
     assert down_url in down["error"]
+
+
+async def test_original_health_says_unavailable_while_the_agent_is_not_running(tmp_path: Path, stub: StubVllmServer) -> None:
+    app = create_app(settings_for(tmp_path, stub.url), source=SimSource.create(nodes=2, realtime=False))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gpudoc.test") as client:
+        health = (await client.get("/api/agent/health")).json()  # no lifespan: nothing runs
+        chat = await client.post("/api/agent/chat", json={"message": "hi"})
+    assert health["available"] is False and "not running" in health["error"]
+    assert chat.status_code == 503 and chat.json()["message"].startswith("The agent is not running: ")
+
+
+async def test_original_logs_show_the_server_recent_lines(tmp_path: Path) -> None:
+    async with serving(settings_for(tmp_path, closed_port_url())) as client:
+        logging.getLogger("gpudoc.server.api").warning("probe line %d for the panel", 7)
+        logs = await client.get("/api/agent/logs", params={"lines": 3})
+        many = await client.get("/api/agent/logs", params={"lines": "lots"})
+    body = logs.json()
+    assert set(body) == {"logs", "loading"} and body["loading"] is False
+    assert len(body["logs"].splitlines()) <= 3
+    assert "probe line 7 for the panel" in many.json()["logs"]  # ?lines=lots reads as the default 100
 
 
 async def test_without_the_llm_answers_are_degraded_and_counted(tmp_path: Path) -> None:
@@ -408,6 +434,7 @@ async def test_bearer_token_protects_agent_and_api_routes_only(tmp_path: Path, s
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith("Bearer")
         assert "GPUDOC_API_TOKEN" in response.json()["details"]
+        assert response.json()["message"].startswith("Unauthorized: ")  # the chat panel shows this
     assert allowed.status_code == 200 and health.status_code == 200
     assert [r.status_code for r in open_paths] == [200, 200, 200, 200]
     assert len(stub.requests) == 2  # only the authorised turn reached the model

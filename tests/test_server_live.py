@@ -25,10 +25,10 @@ import httpx
 import pytest
 
 from tests.doubles import stub_vllm
-from tests.doubles.stub_vllm import StubReply, StubVllmServer, keyword_policy
+from tests.doubles.stub_vllm import PLANNING_TEXT, StubReply, StubVllmServer, keyword_policy, planning_text_policy
+from tests.services.chromium import browser_page, chromium_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 GPUDOC = Path(sys.executable).parent / "gpudoc"  # the installed command, as an operator runs it
 ARTIFACTS = REPO / "artifacts"
 SERVE_URL = re.compile(r"chat page on (http://\S+?)/ ")
@@ -60,12 +60,7 @@ def gpudoc_serve(tmp_path: Path, llm_url: str, *args: str, env: dict[str, str] |
             process.kill()
             raise AssertionError(f"gpudoc serve did not start: {log_path.read_text()[-2000:]!r}")
         base_url = match.group(1)
-        for _ in range(200):  # wait for the app's start-up
-            try:
-                if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        wait_until_healthy(base_url, lambda: log_path.read_text()[-2000:])
         yield base_url
     finally:
         if process.poll() is None:
@@ -74,6 +69,21 @@ def gpudoc_serve(tmp_path: Path, llm_url: str, *args: str, env: dict[str, str] |
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def wait_until_healthy(base_url: str, server_output: Any, *, headers: dict[str, str] | None = None) -> None:
+    """Poll ``/healthz`` until it answers 200; fail with what was seen if it never does."""
+    seen = "no answer"
+    for _ in range(200):
+        try:
+            response = httpx.get(base_url + "/healthz", timeout=1, headers=headers)
+            if response.status_code == 200:
+                return
+            seen = f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.TransportError as exc:
+            seen = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.05)
+    raise AssertionError(f"{base_url}/healthz never answered 200 (last: {seen}); server output: {server_output()!r}")
 
 
 def metric(base_url: str, name: str, **labels: str) -> float:
@@ -110,12 +120,7 @@ def test_serve_logs_are_json_lines_carrying_the_request_id(tmp_path: Path) -> No
                                stderr=subprocess.PIPE, text=True)
     try:
         base_url = SERVE_URL.search(process.stdout.readline()).group(1)  # type: ignore[union-attr]
-        for _ in range(200):
-            try:
-                httpx.get(base_url + "/healthz", headers={"X-Request-Id": "probe-7"}, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        wait_until_healthy(base_url, lambda: "(read after the server stops)", headers={"X-Request-Id": "probe-7"})
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=15)
@@ -206,34 +211,6 @@ def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatc
 # ------------------------------------------------------------------------------------------------
 
 
-def chromium_or_skip() -> Path:
-    if CHROMIUM.exists():
-        return CHROMIUM
-    if os.environ.get("GPUDOC_REQUIRE_BROWSER"):
-        pytest.fail(f"{CHROMIUM} is missing and GPUDOC_REQUIRE_BROWSER is set: apt-get install chromium")
-    pytest.skip(f"the browser test drives Debian's Chromium at {CHROMIUM}; install it with `apt-get install chromium`")
-
-
-@contextmanager
-def browser_page() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    executable = chromium_or_skip()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(executable),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1180, "height": 1300})
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.errors = errors
-            yield page
-        finally:
-            browser.close()
-
-
 def ask_on_page(page: Any, question: str) -> None:
     """Ask and wait until the page marks this turn done."""
     done = page.locator('section.turn[data-state="done"]').count()
@@ -245,7 +222,7 @@ def ask_on_page(page: Any, question: str) -> None:
 
 def test_chat_page_streams_the_answer_with_tool_panels_and_a_chart(tmp_path: Path) -> None:
     chromium_or_skip()
-    stub = StubVllmServer(token_delay=0.002)
+    stub = StubVllmServer(token_delay=0.002, policy=planning_text_policy)
     with stub as llm_url, gpudoc_serve(tmp_path, llm_url, "--scenario", "thermal-throttle@node-2/gpu-3") as url, \
             browser_page() as page:
         page.goto(url + "/")
@@ -266,7 +243,8 @@ def test_chat_page_streams_the_answer_with_tool_panels_and_a_chart(tmp_path: Pat
         assert page.locator("details.step.thinking").count() == 1
 
         answer = page.locator(".answer")
-        assert "get_gpu_history" in answer.inner_text()
+        assert PLANNING_TEXT not in answer.inner_text()  # what the model wrote while planning is not the answer
+        assert PLANNING_TEXT in page.locator("details.step.thinking").text_content()
         assert answer.locator("table").count() == 1  # markdown tables are rendered
         assert page.locator("#degraded-banner").is_hidden()
 

@@ -14,7 +14,7 @@ def frozen(*scenarios: str) -> SimSource:
 
 async def test_rules_are_in_watchdog_form_with_limits_of_the_gpu_model():
     rules = {r.id: r for r in await frozen().alert_rules()}
-    assert rules["gpu-temp-high"].metric == "temperature_c"
+    assert rules["gpu-temp-high"].metric == "gpu_temperature"
     assert rules["gpu-temp-high"].threshold == 85 and rules["gpu-temp-high"].duration_seconds == 60
     h100 = {r.id: r for r in await SimSource.create(realtime=False, gpu_model="h100").alert_rules()}
     assert h100["gpu-temp-high"].threshold == 87
@@ -75,3 +75,21 @@ async def test_critical_alert_makes_the_cluster_unhealthy_and_warnings_do_not():
     assert not (await frozen("hbm-uncorrectable").cluster_status()).healthy
     assert (await frozen("power-brake").cluster_status()).healthy
     assert (await frozen("healthy").cluster_status()).healthy
+
+
+async def test_rules_in_gpu_watchdogs_vocabulary_fire_per_gpu_and_for_the_cluster():
+    source = frozen("thermal-throttle@node-1/gpu-2")
+    queue = (await source.slurm()).queue
+    source.create_rule(id="q", name="Queue backlog", metric="slurm_queue_pending", condition="gte",
+                       threshold=queue.pending, node_filter="node-.*")
+    source.create_rule(id="m", name="Memory nearly full", metric="gpu_memory_percent", condition="gt",
+                       threshold=1, node_filter="^node-1$")
+    source.advance(30)
+    events = await source.alert_history(1000)
+    (backlog,) = [e for e in events if e.rule_id == "q"]
+    assert (backlog.node_id, backlog.gpu_index, backlog.value) == ("cluster", None, queue.pending)
+    memory = [e for e in events if e.rule_id == "m"]
+    assert memory and {e.node_id for e in memory} == {"node-1"}
+    assert all(0 < e.value <= 100 for e in memory)
+    ids = [int(e.id) for e in events]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)  # firing order, newest first

@@ -73,7 +73,7 @@ async def test_gpu_page_is_one_node_with_the_exporters_labels_and_default_on_fie
         if name not in ("DCGM_FI_DEV_VGPU_LICENSE_STATUS", "DCGM_FI_DRIVER_VERSION"):  # blank / a label
             assert name in found, name
     labels, _ = found["DCGM_FI_DEV_GPU_TEMP"][0]
-    assert list(labels)[:7] == LABELS and labels["gpu_name"] == labels["modelName"]
+    assert list(labels)[:7] == LABELS and labels["gpu_name"] == labels["modelName"].replace(" ", "_")
     # dcgm-exporter >= 4.0 names the XID on its gauge
     xids = {labels["gpu"]: (labels["err_code"], labels["err_msg"], value) for labels, value in found["DCGM_FI_DEV_XID_ERRORS"]}
     assert xids["3"] == ("74", "NVLINK Error", 74.0) and xids["0"] == ("0", "No Error", 0.0)

@@ -170,9 +170,12 @@ async def test_realtime_clock_anchors_at_creation_and_follows_wall_time(monkeypa
 
 
 def test_trusted_samples_equal_validated_ones():
+    """Samples built without validation hold exactly the types validation would give them."""
     source = frozen(scenarios=["ecc-correctable-storm@node-0/gpu-0"])
     for series in asyncio.run(source.gpu_history("node-0", 15)):
         for sample in series.samples[::7]:
-            assert GpuSample.model_validate(sample.model_dump()) == sample
-            changed = sample.model_copy(update={"utilization_pct": -1.0})
-            assert changed.utilization_pct == -1.0 and sample.utilization_pct >= 0
+            validated = GpuSample.model_validate(sample.model_dump())
+            assert validated == sample
+            for name in GpuSample.model_fields:
+                assert type(getattr(sample, name)) is type(getattr(validated, name)), name
+            assert sample.timestamp.tzinfo is not None and sample.model_fields_set == set(GpuSample.model_fields)

@@ -26,6 +26,7 @@ from gpudoc.tools.render_alerts import render_alert_history, render_alerts
 from gpudoc.tools.render_diagnosis import MAX_INFO_LISTED, render_diagnosis
 from gpudoc.tools.render_metrics import (
     GPU_FIELD_KEYS,
+    GPU_FIELDS_LEFT_OUT,
     GPU_FIELDS_PER_NODE,
     gpu_details,
     render_current_metrics,
@@ -157,7 +158,8 @@ def test_unreachable_node_says_so_without_inventing_numbers() -> None:
 
 
 def test_every_gpu_field_has_an_output_key() -> None:
-    assert set(GPU_FIELD_KEYS) | GPU_FIELDS_PER_NODE == set(GpuMetrics.model_fields)
+    assert set(GPU_FIELD_KEYS) | GPU_FIELDS_PER_NODE | GPU_FIELDS_LEFT_OUT == set(GpuMetrics.model_fields)
+    assert not set(GPU_FIELD_KEYS) & GPU_FIELDS_LEFT_OUT
 
 
 def test_gpu_details_omit_absent_fields_and_name_clock_events() -> None:

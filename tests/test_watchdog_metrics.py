@@ -46,7 +46,8 @@ async def test_exposition_parses_with_dcgm_names_types_and_labels() -> None:
     assert temps[("node-0", "2")] == 63.0
 
     labels, _ = samples["DCGM_FI_DEV_GPU_UTIL"][0]
-    assert list(labels) == [*DCGM_LABELS, "hpc_job", "gpu_name"]
+    assert list(labels) == [*DCGM_LABELS, "hpc_job", "gpu_name"]  # gpu_name: for GPU Watchdog's collector
+    assert labels["gpu_name"] == "NVIDIA_A100-SXM4-80GB"
     assert labels["device"] == "nvidia0" and labels["modelName"] == "NVIDIA A100-SXM4-80GB"
     assert labels["UUID"].startswith("GPU-") and labels["hpc_job"] == "41873"
     assert labels["DCGM_FI_DRIVER_VERSION"] == "550.54.15"
@@ -90,13 +91,14 @@ def test_exposition_line_format_and_escaping() -> None:
     text = render_dcgm_metrics([node])
     assert (
         'DCGM_FI_DEV_GPU_TEMP{gpu="0",UUID="GPU-b42d",pci_bus_id="00000000:18:00.0",device="nvidia0",'
-        'modelName="NVIDIA H100 80GB HBM3",Hostname="gpu\\"001\\\\",gpu_name="NVIDIA H100 80GB HBM3"} 30\n'
+        'modelName="NVIDIA H100 80GB HBM3",Hostname="gpu\\"001\\\\",gpu_name="NVIDIA_H100_80GB_HBM3"} 30\n'
     ) in text
     assert 'DCGM_FI_DEV_POWER_USAGE{' in text and "} 71.250000\n" in text  # DCGM doubles print with %f
     assert "# TYPE DCGM_FI_DEV_XID_ERRORS gauge\n" in text
     parsed = samples_by_name(text)
     assert parsed["DCGM_FI_DEV_XID_ERRORS"][0][1] == 79
     assert parsed["DCGM_FI_DEV_FB_USED"][0][0]["Hostname"] == 'gpu"001\\'
+    assert parsed["DCGM_FI_DEV_FB_TOTAL"][0][1] == 81559
 
 
 def test_nothing_live_renders_empty() -> None:

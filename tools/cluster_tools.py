@@ -19,7 +19,8 @@ from typing import Any, Awaitable, Callable
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ValidationError
 
-from gpudoc.tools.compact import dumps
+from gpudoc.tools.capabilities import ToolCapabilities
+from gpudoc.tools.compact import NOTES_KEY, dumps
 from gpudoc.tools.diagnosis.engine import diagnose
 from gpudoc.tools.render_alerts import render_alert_history, render_alerts
 from gpudoc.tools.render_diagnosis import render_diagnosis
@@ -36,6 +37,7 @@ from gpudoc.tools.sources.base import (
     SourceError,
     UnknownNodeError,
 )
+from gpudoc.tools.sources.notes import collecting_notes
 from gpudoc.tools.summaries import render_all_nodes_history, render_node_history
 from gpudoc.tools.tool_schemas import (
     ALERT_HISTORY_LIMIT_MAX,
@@ -146,6 +148,26 @@ _DESCRIPTIONS: dict[str, str] = {
 }
 
 
+_CAPABILITIES: dict[str, ToolCapabilities] = {
+    "get_cluster_status": ToolCapabilities(covers={"overview", "usage"}, schedules={"overview"}),
+    "get_current_metrics": ToolCapabilities(covers={"overview", "usage", "thermal"}, schedules={"usage", "thermal"}),
+    "get_node_details": ToolCapabilities(
+        covers={"overview", "usage", "thermal", "health"}, schedules={"usage", "thermal"},
+        arguments={"node": "node_id"}, requires={"node"}, roles={"node_details"},
+    ),
+    "get_gpu_history": ToolCapabilities(covers={"usage", "thermal"}, arguments={"node": "node_id"}),
+    "get_alerts": ToolCapabilities(covers={"alerts"}),
+    "get_alert_history": ToolCapabilities(covers={"alerts"}, schedules={"alerts"}),
+    "get_slurm_status": ToolCapabilities(covers={"jobs"}),
+    "get_slurm_jobs": ToolCapabilities(covers={"jobs"}, schedules={"jobs"}, arguments={"job_state": "state"}),
+    "diagnose_cluster": ToolCapabilities(
+        covers={"overview", "thermal", "health"}, schedules={"health"}, arguments={"node": "node"},
+        roles={"findings"},
+    ),
+}
+"""What each tool answers, for the agent's own follow-up calls (``gpudoc.tools.capabilities``)."""
+
+
 def _error_message(tool_name: str, error: SourceError) -> str:
     """Turn a source failure into one actionable sentence for the model."""
     if isinstance(error, UnknownNodeError):
@@ -156,12 +178,15 @@ def _error_message(tool_name: str, error: SourceError) -> str:
 
 
 def _guarded(tool_name: str, run: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[str]]:
-    """Run a tool body, serialise its result, and turn failures into ``ToolException`` messages."""
+    """Run a tool body, serialise its result with the source's notes about its facts
+    (``source_notes``), and turn failures into ``ToolException`` messages."""
 
     @functools.wraps(run)
     async def call(**arguments: Any) -> str:
         try:
-            return dumps(await run(**arguments))
+            with collecting_notes() as notes:
+                result = await run(**arguments)
+            return dumps({**result, NOTES_KEY: notes.lines} if notes else result)
         except SourceError as error:
             raise ToolException(_error_message(tool_name, error)) from error
         except ValidationError as error:
@@ -251,6 +276,8 @@ def build_cluster_tools(source: ClusterSource) -> list[BaseTool]:
         if snapshot is None:
             return {"jobs": None, "note": "this cluster reports no Slurm scheduler"}
         if snapshot.jobs is None:
+            if snapshot.notes:  # Slurm has a job list but could not give it now (source_notes say why)
+                return {"jobs": None, "note": "Slurm's job list could not be read just now"}
             return {
                 "jobs": None,
                 "note": f"the '{source.name}' source does not provide a Slurm job list; "
@@ -282,6 +309,7 @@ def build_cluster_tools(source: ClusterSource) -> list[BaseTool]:
             args_schema=bodies[name][1],
             handle_tool_error=True,
             handle_validation_error=validation_error_handler(name, bodies[name][1]),
+            metadata=_CAPABILITIES[name].as_metadata(),
         )
         for name in TOOL_NAMES
     ]

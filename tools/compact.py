@@ -9,7 +9,8 @@ costs latency and attention. All tools therefore agree on the same conventions:
 * user-written free text (job names, node reasons, rule names) cleaned of control characters
   and cut to ``FREE_TEXT_MAX_CHARS`` so it stays data in a labelled field;
 * every result at most ``OUTPUT_BUDGET_CHARS`` characters, with a note saying how to narrow
-  the query when items had to be left out.
+  the query when items had to be left out; the source's notes about the facts
+  (``sources.notes``) are part of that budget, so lists shrink to leave them room.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import json
 import re
 from datetime import datetime, timezone
 from typing import Any, Callable
+
+from gpudoc.tools.sources.notes import current_notes
 
 #: Upper bound on the characters of any tool result, on any cluster size.
 OUTPUT_BUDGET_CHARS = 6000
@@ -74,15 +77,32 @@ def without_none(mapping: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in mapping.items() if value is not None}
 
 
+def payload_budget() -> int:
+    """What a tool's own payload may take: the budget less the room its source notes will need.
+
+    A tool renders after its source calls, so the notes they made are known by then.
+    """
+    collector = current_notes()
+    if collector is None or not collector:
+        return OUTPUT_BUDGET_CHARS
+    return OUTPUT_BUDGET_CHARS - len(dumps({NOTES_KEY: collector.lines}))
+
+
+#: the key under which a tool result carries its source's notes
+NOTES_KEY = "source_notes"
+
+
 def fit_to_budget(
-    build: Callable[[int], dict[str, Any]], total: int, budget: int = OUTPUT_BUDGET_CHARS
+    build: Callable[[int], dict[str, Any]], total: int, budget: int | None = None
 ) -> dict[str, Any]:
-    """The payload showing as many of ``total`` prioritised items as fit in ``budget`` characters.
+    """The payload showing as many of ``total`` prioritised items as fit in ``budget`` characters
+    (default: ``payload_budget()``).
 
     ``build(k)`` returns the payload with the first ``k`` items (and, when ``k < total``, the
     note that says what was left out and how to narrow). Sizes grow with ``k``, so a binary
     search finds the largest ``k`` in a handful of serialisations.
     """
+    budget = payload_budget() if budget is None else budget
     full = build(total)
     if len(dumps(full)) <= budget or total == 0:
         return full
@@ -101,7 +121,7 @@ def fit_list(
     key: str,
     items: list[Any],
     left_out_note: Callable[[int], str],
-    budget: int = OUTPUT_BUDGET_CHARS,
+    budget: int | None = None,
 ) -> dict[str, Any]:
     """``header`` plus as many of the prioritised ``items`` under ``key`` as fit in ``budget``.
 

@@ -46,14 +46,14 @@ def render_cluster_status(status: ClusterStatus) -> dict[str, Any]:
             "mem_total_gb": r1(status.memory_total_gb),
             "slurm": None
             if slurm is None
-            else {
+            else without_none({
                 "nodes": slurm.nodes_total,
                 "cpus_total": slurm.cpus_total,
                 "cpus_alloc": slurm.cpus_alloc,
                 "cpus_idle": slurm.cpus_idle,
                 "jobs_running": slurm.jobs_running,
                 "jobs_pending": slurm.jobs_pending,
-            },
+            }),
             "updated": iso(status.last_updated),
         }
     )
@@ -273,19 +273,17 @@ GPU_FIELD_KEYS: dict[str, tuple[str, _Format]] = {
     "nvlink_links_down": ("nvlink_links_down", int),
     "nvlink_bandwidth_gbps": ("nvlink_bw_gbps", r1),
     "memory_reserved_mib": ("mem_reserved_mib", rint),
-    "energy_mj": ("energy_kwh", lambda mj: round(mj / 3.6e9, 2)),
-    "encoder_util_pct": ("enc_util_pct", r1),
-    "decoder_util_pct": ("dec_util_pct", r1),
-    "graphics_active": ("gr_active", _ratio),
     "tensor_active": ("tensor_active", _ratio),
-    "dram_active": ("dram_active", _ratio),
-    "pcie_tx_bytes_per_s": ("pcie_tx_mb_s", lambda b: rint(b / 1e6)),
-    "pcie_rx_bytes_per_s": ("pcie_rx_mb_s", lambda b: rint(b / 1e6)),
     "job_id": ("job", str),
     "stale": ("stale", bool),
     "last_seen": ("last_seen", iso),
 }
 GPU_FIELDS_PER_NODE = frozenset({"node_id", "model"})
+#: readings left out of the tool output: they restate others (graphics and DRAM activity follow
+#: utilisation and memory utilisation), count since boot (energy) or describe load rather than
+#: health (PCIe throughput, video engines), and every number shown is one more the model can misquote
+GPU_FIELDS_LEFT_OUT = frozenset({"graphics_active", "dram_active", "energy_mj", "pcie_tx_bytes_per_s",
+                                 "pcie_rx_bytes_per_s", "encoder_util_pct", "decoder_util_pct"})
 
 #: Keys every GPU entry keeps: its identity and its core readings. Any other field with one
 #: value on every GPU of the node is written once under ``same_for_all_gpus``, so a GPU that
@@ -308,11 +306,13 @@ def gpu_details(gpu: GpuMetrics, node_model: str | None) -> dict[str, Any]:
 
 
 def slurm_node_for(node: NodeMetrics, slurm_nodes: Sequence[SlurmNode]) -> SlurmNode | None:
-    """The Slurm node of a metrics node: Slurm names nodes by node id or by hostname."""
+    """The Slurm node of a metrics node: Slurm names nodes by node id or by hostname, or gives
+    the hostname as NodeHostname (only when one Slurm node has it: several slurmd may share a host)."""
     for candidate in slurm_nodes:
         if candidate.name in (node.node_id, node.hostname):
             return candidate
-    return None
+    by_host = [c for c in slurm_nodes if c.hostname is not None and c.hostname in (node.node_id, node.hostname)]
+    return by_host[0] if len(by_host) == 1 else None
 
 
 def render_slurm_node(slurm_node: SlurmNode) -> dict[str, Any]:
@@ -322,6 +322,7 @@ def render_slurm_node(slurm_node: SlurmNode) -> dict[str, Any]:
             "sinfo": slurm_node.sinfo_state,
             "reason": free_text(slurm_node.reason),
             "reason_since": iso(slurm_node.reason_set_at),
+            "reason_by": slurm_node.reason_set_by,
             "gpus_total": slurm_node.gpus_total,
             "gpus_alloc": slurm_node.gpus_alloc,
             "cpus_alloc": slurm_node.cpus_alloc,
@@ -374,8 +375,6 @@ def render_node_details(
     anomalies = node_anomalies(node)
     if anomalies:
         payload["anomalies"] = anomalies
-    if node.gaps:
-        payload["not_reported"] = [free_text(gap.describe(), 200) for gap in node.gaps]
     gpus = [gpu_details(gpu, model) for gpu in node.gpus]
     shared = {
         key: value

@@ -3,7 +3,9 @@
 Why grouped by state: "why are jobs pending?" is answered by the drained and down nodes with
 their reasons next to the pending reasons, not by a row per node. Job names and node reasons are
 written by users and admins; they stay in labelled fields (``name``, ``reason``), cleaned and
-cut short, so they are read as data.
+cut short, so they are read as data. The controller's own health (``scheduler``) is shown only
+in the figures that say something: whether it answers, how long a scheduling cycle takes, and
+queues that back up.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections import Counter
 from typing import Any, Sequence, get_args
 
 from gpudoc.tools.compact import fit_list, fit_to_budget, free_text, iso, without_none
-from gpudoc.tools.models import JobState, SlurmJob, SlurmNode, SlurmSnapshot
+from gpudoc.tools.models import JobState, SchedulerHealth, SlurmJob, SlurmNode, SlurmSnapshot
 
 JOB_STATES: tuple[str, ...] = get_args(JobState)
 
@@ -30,6 +32,9 @@ JOB_STATE_CODES: dict[str, str] = {
     "PR": "PREEMPTED",
     "OOM": "OUT_OF_MEMORY",
     "RQ": "REQUEUED",
+    "S": "SUSPENDED",
+    "BF": "BOOT_FAIL",
+    "DL": "DEADLINE",
 }
 
 #: Order of job states in a listing: what is happening now first.
@@ -83,12 +88,30 @@ def hostlist(names: Sequence[str]) -> str:
 
 
 def _is_problem(node: SlurmNode) -> bool:
-    return (
-        node.is_down
-        or node.is_drained
-        or node.base_state in ("ERROR", "UNKNOWN")
-        or any(flag in node.flags for flag in ("FAIL", "NOT_RESPONDING", "MAINTENANCE"))
-    )
+    return not node.accepts_jobs or any(flag in node.flags for flag in ("REBOOT_REQUESTED", "REBOOT_ISSUED"))
+
+
+def render_scheduler(health: SchedulerHealth) -> dict[str, Any]:
+    """The controller's health in the few figures that matter, in milliseconds."""
+
+    def ms(us: int | None) -> float | None:
+        return None if us is None else round(us / 1000, 1)
+
+    return without_none({
+        "controller": health.controller,
+        "responding": health.responding,
+        "mode": health.mode,
+        "version": health.slurm_version,
+        "via": health.api,
+        "last_cycle_ms": ms(health.schedule_cycle_last_us),
+        "mean_cycle_ms": ms(health.schedule_cycle_mean_us),
+        "max_cycle_ms": ms(health.schedule_cycle_max_us),
+        "backfill_last_cycle_ms": ms(health.backfill_cycle_last_us),
+        "backfill_last_run": iso(health.backfill_last_cycle_at),
+        "agent_queue": health.agent_queue_size,
+        "dbd_queue": health.dbd_agent_queue_size,
+        "threads": health.server_threads,
+    })
 
 
 def render_slurm_status(snapshot: SlurmSnapshot) -> dict[str, Any]:
@@ -103,6 +126,7 @@ def render_slurm_status(snapshot: SlurmSnapshot) -> dict[str, Any]:
                 "state": node.state,
                 "reason": free_text(node.reason),
                 "since": iso(node.reason_set_at),
+                "by": node.reason_set_by,
             }
         )
         for node in snapshot.nodes
@@ -135,9 +159,12 @@ def render_slurm_status(snapshot: SlurmSnapshot) -> dict[str, Any]:
         payload["jobs_note"] = "this source has no Slurm job list; queue holds counts only"
     if snapshot.partitions:
         payload["partitions"] = [
-            {"name": p.name, "state": p.state, "nodes": len(p.nodes), "gpus": p.total_gpus}
+            without_none({"name": p.name, "state": p.state, "nodes": len(p.nodes), "gpus": p.total_gpus,
+                          "max_time_min": p.max_time_minutes})
             for p in snapshot.partitions
         ]
+    if snapshot.scheduler is not None:
+        payload["scheduler"] = render_scheduler(snapshot.scheduler)
 
     def build(shown: int) -> dict[str, Any]:
         if shown == len(problems):
@@ -165,16 +192,19 @@ def render_job(job: SlurmJob, snapshot_time: Any) -> dict[str, Any]:
         "id": job.job_id,
         "name": free_text(job.name),
         "user": job.user,
+        "account": job.account,
         "partition": job.partition,
         "state": job.state,
-        "reason": free_text(job.pending_reason, 60),
-        "nodes": job.nodes or None,
+        "reason": free_text(job.pending_reason or job.state_reason, 60),
+        "nodes": hostlist(job.nodes) if len(job.nodes) > 4 else (job.nodes or None),
+        "failed_node": job.failed_node,
         "gpus": job.gpus,
         "gpu_idx": job.gpu_indices or None,
         "submitted": iso(job.submit_time),
         "started": iso(job.start_time),
         "ended": iso(job.end_time),
         "exit_code": job.exit_code,
+        "signal": job.exit_signal,
     }
     if job.state == "PENDING":
         entry["waiting_min"] = round((snapshot_time - job.submit_time).total_seconds() / 60)

@@ -48,7 +48,7 @@ from datetime import datetime
 from statistics import fmean, median
 from typing import Any, Sequence
 
-from gpudoc.tools.compact import OUTPUT_BUDGET_CHARS, dumps, fit_list, fit_to_budget, hhmm, iso, r1, rint, without_none
+from gpudoc.tools.compact import dumps, fit_list, fit_to_budget, hhmm, iso, payload_budget, r1, rint, without_none
 from gpudoc.tools.models import GpuModelSpec, GpuSample, GpuSeries, spec_for_model_name
 
 POINT_FIELDS: tuple[str, ...] = ("time", "temp_c", "util_pct", "power_w")
@@ -437,7 +437,7 @@ def render_node_history(
             {**summary, "points": chart_points(one.samples, points, bounds)} for one, summary in summarised
         ]
         payload = {**header, "gpus": gpus}
-        if len(dumps(payload)) <= OUTPUT_BUDGET_CHARS:
+        if len(dumps(payload)) <= payload_budget():
             return payload
     without_points = sorted(
         ({k: v for k, v in g.items() if k != "points"} for g in gpus),

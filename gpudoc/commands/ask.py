@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from gpudoc.cli import CliError
-from gpudoc.commands.common import add_llm_arguments, add_source_arguments, int_in_range, source_from_args
-from gpudoc.config import Settings, load_settings
+from gpudoc.commands.common import source_from_args
+from gpudoc.commands.options import add_option_groups
+from gpudoc.commands.options import settings_from_args as _settings_from_args
+from gpudoc.config import AGENT_GROUP, LLM_GROUP, SOURCE_GROUP, Settings
 from gpudoc.graph.agent import build_agent
 from gpudoc.graph.contracts import (
     AgentEvent,
@@ -53,17 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``ask`` and ``chat``."""
-    add_source_arguments(parser)
-    add_llm_arguments(parser)
-    parser.add_argument("--no-thinking", action="store_true",
-                        help="ask the model not to reason first (faster; sends enable_thinking=false)")
-    parser.add_argument("--max-rounds", type=int_in_range(1, 20), default=4,
-                        help="most rounds of tool calls per question (1..20, default 4)")
+    """Options shared by ``ask`` and ``chat``: the source, the model, the agent (see ``gpudoc.config``)."""
+    add_option_groups(parser, SOURCE_GROUP, LLM_GROUP, AGENT_GROUP)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    return load_settings(LLM_BASE_URL=args.llm_base_url, LLM_MODEL=args.model)
+    return _settings_from_args(args, Settings)
 
 
 async def prepare_model(settings: Settings, *, notice: TextIO) -> Settings:
@@ -88,11 +85,9 @@ async def _ask(args: argparse.Namespace) -> int:
     source = source_from_args(args, settings, realtime=False)  # a bad option fails before the LLM probe
     try:
         settings = await prepare_model(settings, notice=sys.stderr)
-        agent = build_agent(source=source, llm=build_chat_model(settings), settings=settings,
-                            max_rounds=args.max_rounds)
-        thinking = False if args.no_thinking else None
-        renderer = None if args.json else TerminalRenderer(sys.stdout, show_thinking=not args.no_thinking)
-        async for event in stream_turn(agent, args.question, enable_thinking=thinking):
+        agent = build_agent(source=source, llm=build_chat_model(settings), settings=settings)
+        renderer = None if args.json else TerminalRenderer(sys.stdout, show_thinking=settings.llm_enable_thinking)
+        async for event in stream_turn(agent, args.question):
             if renderer is not None:
                 renderer.show(event)
             if isinstance(event, ErrorEvent):

@@ -18,6 +18,8 @@ from pathlib import Path
 from gpudoc.cli import CliError
 from gpudoc.commands.ask import TerminalRenderer, add_agent_arguments, prepare_model, settings_from_args
 from gpudoc.commands.common import source_from_args
+from gpudoc.commands.options import add_option_groups
+from gpudoc.config import THREADS_GROUP
 from gpudoc.graph.agent import build_agent
 from gpudoc.graph.checkpoint import ThreadStoreError, open_checkpointer
 from gpudoc.graph.contracts import ErrorEvent
@@ -34,9 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Chat with the diagnostic agent. The conversation is kept in SQLite ($GPUDOC_DB_PATH).",
     )
     add_agent_arguments(parser)
+    add_option_groups(parser, THREADS_GROUP)
+    parser.add_argument("--db", dest="db_path", type=Path, default=argparse.SUPPRESS, help="alias of --db-path")
     parser.add_argument("--thread", default=None, help="continue this thread id (default: a new thread)")
-    parser.add_argument("--db-path", "--db", dest="db_path", default=None,
-                        help="SQLite file for threads (default: $GPUDOC_DB_PATH)")
     parser.set_defaults(func=run)
 
 
@@ -69,15 +71,14 @@ def run(args: argparse.Namespace) -> int:
 async def _chat(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     source = source_from_args(args, settings, realtime=True)  # a bad option fails before the LLM probe
-    db_path = Path(args.db_path) if args.db_path else settings.db_path
+    db_path = settings.db_path
     thread = args.thread or uuid.uuid4().hex
-    renderer = TerminalRenderer(sys.stdout, show_thinking=not args.no_thinking)
-    thinking = False if args.no_thinking else None
+    renderer = TerminalRenderer(sys.stdout, show_thinking=settings.llm_enable_thinking)
     try:
         settings = await prepare_model(settings, notice=sys.stderr)
         async with open_checkpointer(db_path) as checkpointer:
             agent = build_agent(source=source, llm=build_chat_model(settings), checkpointer=checkpointer,
-                                settings=settings, max_rounds=args.max_rounds)
+                                settings=settings)
             print(f"gpudoc chat - thread {thread} ({db_path}). {HELP}")
             while True:
                 line = await asyncio.to_thread(_read_line, "\nyou> ")
@@ -93,7 +94,7 @@ async def _chat(args: argparse.Namespace) -> int:
                 if question.startswith("/"):
                     print(HELP)
                     continue
-                async for event in stream_turn(agent, question, thread_id=thread, enable_thinking=thinking):
+                async for event in stream_turn(agent, question, thread_id=thread):
                     renderer.show(event)
                     if isinstance(event, ErrorEvent):
                         print(f"gpudoc: error: {event.message}", file=sys.stderr)

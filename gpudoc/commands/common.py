@@ -5,31 +5,23 @@ from __future__ import annotations
 import argparse
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from gpudoc.cli import CliError
-from gpudoc.config import Settings
+from gpudoc.commands.options import add_option_groups, number_in_range
+from gpudoc.config import LLM_GROUP, SOURCE_GROUP, Settings
 from gpudoc.tools.sources.base import ClusterSource
 from gpudoc.tools.sources.factory import SourceOptions, open_source
 
 
-#: the simulator's size limits, the same as ``SourceOptions.nodes`` accepts
-MIN_NODES, MAX_NODES = 1, 1024
-
-
 def int_in_range(low: int, high: int) -> Callable[[str], int]:
-    """An argparse ``type`` that rejects out-of-range numbers at parse time, with the range in the
-    message, rather than letting them reach a model validator (or the OS) further down."""
+    """An argparse ``type`` that rejects out-of-range integers at parse time, with the range in the message."""
+    return number_in_range(int, low, high)
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range; use {low}..{high}")
-        return value
 
-    return parse
+def float_in_range(low: float, high: float) -> Callable[[str], float]:
+    """Like ``int_in_range``, for decimal numbers."""
+    return number_in_range(float, low, high)
 
 
 def add_listen_arguments(parser: argparse.ArgumentParser, *, default_port: int) -> None:
@@ -68,59 +60,12 @@ def url_host(host: str) -> str:
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """``--source`` and the simulator options, identical for diagnose, ask, chat, serve and sim."""
-    group = parser.add_argument_group("cluster source")
-    group.add_argument(
-        "--source", choices=["sim", "watchdog", "prometheus"], default=None,
-        help="where cluster facts come from (default: $GPUDOC_SOURCE or sim)",
-    )
-    group.add_argument(
-        "--scenario", action="append", default=[], metavar="NAME[@node-N[/gpu-M]]",
-        help="inject a fault into the simulated cluster; repeatable (see `gpudoc scenarios`)",
-    )
-    group.add_argument("--seed", type=int, default=42, help="simulator seed (default 42)")
-    group.add_argument("--nodes", type=int_in_range(MIN_NODES, MAX_NODES), default=8,
-                       help=f"simulated nodes, 8 GPUs each ({MIN_NODES}..{MAX_NODES}, default 8)")
-    group.add_argument("--gpu-model", choices=["a100", "h100"], default="a100", help="simulated GPU model")
-    group.add_argument(
-        "--backend-url", default=None,
-        help="GPU Watchdog API base URL for --source watchdog (default: $BACKEND_BASE_URL)",
-    )
-    group.add_argument(
-        "--prometheus-url", default=None,
-        help="Prometheus (or Thanos/Mimir/VictoriaMetrics) API base URL for --source prometheus "
-        "(default: $PROMETHEUS_URL); credentials come from $PROMETHEUS_BEARER_TOKEN or "
-        "$PROMETHEUS_USERNAME/$PROMETHEUS_PASSWORD",
-    )
-    group.add_argument("--alertmanager-url", default=None,
-                       help="Alertmanager base URL, for silences (default: $ALERTMANAGER_URL)")
-    group.add_argument("--prometheus-insecure", action="store_true",
-                       help="do not verify Prometheus's TLS certificate (default: $PROMETHEUS_TLS_VERIFY)")
+    add_option_groups(parser, SOURCE_GROUP)
 
 
 def source_options(args: argparse.Namespace, settings: Settings, *, realtime: bool = True) -> SourceOptions:
-    return SourceOptions(
-        source=args.source or settings.source,
-        scenarios=list(args.scenario),
-        seed=args.seed,
-        nodes=args.nodes,
-        gpu_model=args.gpu_model,
-        realtime=realtime,
-        backend_base_url=args.backend_url or settings.backend_base_url,
-        backend_timeout_s=settings.backend_timeout_s,
-        **{**settings.prometheus_options(), **prometheus_flags(args)},
-    )
-
-
-def prometheus_flags(args: argparse.Namespace) -> dict[str, object]:
-    """The Prometheus options given on the command line, which win over the environment."""
-    flags: dict[str, object] = {}
-    if getattr(args, "prometheus_url", None):
-        flags["prometheus_url"] = args.prometheus_url
-    if getattr(args, "alertmanager_url", None):
-        flags["alertmanager_url"] = args.alertmanager_url
-    if getattr(args, "prometheus_insecure", False):
-        flags["prometheus_tls_verify"] = False
-    return flags
+    """The source options of ``settings`` (which already carry the command line's flags)."""
+    return settings.source_options(realtime=realtime)
 
 
 def source_from_args(args: argparse.Namespace, settings: Settings, *, realtime: bool = True) -> ClusterSource:
@@ -133,6 +78,5 @@ def source_from_args(args: argparse.Namespace, settings: Settings, *, realtime: 
 
 
 def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("language model")
-    group.add_argument("--llm-base-url", default=None, help="OpenAI-compatible base URL (default: $LLM_BASE_URL)")
-    group.add_argument("--model", default=None, help="model name (default: $LLM_MODEL)")
+    """The language model's flags (endpoint, model, sampling, output budget, thinking)."""
+    add_option_groups(parser, LLM_GROUP)

@@ -12,7 +12,7 @@ import shutil
 import textwrap
 
 from gpudoc.commands.common import add_source_arguments, source_from_args
-from gpudoc.config import load_settings
+from gpudoc.commands.options import settings_from_args
 from gpudoc.tools.diagnosis.engine import diagnose
 from gpudoc.tools.diagnosis.findings import SEVERITY_ORDER, DiagnosisReport
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _diagnose(args: argparse.Namespace) -> DiagnosisReport:
-    source = source_from_args(args, load_settings(), realtime=False)
+    source = source_from_args(args, settings_from_args(args), realtime=False)
     try:
         return await diagnose(source, args.node)
     finally:

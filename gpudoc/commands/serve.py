@@ -13,14 +13,9 @@ from pathlib import Path
 import uvicorn
 
 from gpudoc.cli import CliError
-from gpudoc.commands.common import (
-    add_listen_arguments,
-    add_llm_arguments,
-    add_source_arguments,
-    listen,
-    source_options,
-    url_host,
-)
+from gpudoc.commands.common import add_listen_arguments, listen, url_host
+from gpudoc.commands.options import add_option_groups, settings_from_args
+from gpudoc.config import AGENT_GROUP, LLM_GROUP, SOURCE_GROUP, THREADS_GROUP
 from gpudoc.graph.checkpoint import ThreadStoreError, open_checkpointer
 from gpudoc.server.app import create_app
 from gpudoc.server.logs import configure_logging
@@ -40,29 +35,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_listen_arguments(parser, default_port=8080)
-    parser.add_argument("--db-path", type=Path, default=None,
-                        help="SQLite file for conversation threads (default: $GPUDOC_DB_PATH or gpudoc-threads.sqlite)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info",
                         help="log level of the JSON logs on stderr (default info)")
-    add_source_arguments(parser)
-    add_llm_arguments(parser)
+    add_option_groups(parser, THREADS_GROUP, SOURCE_GROUP, LLM_GROUP, AGENT_GROUP, settings_cls=ServerSettings)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, ServerSettings)
     try:
-        settings = ServerSettings(
-            **{
-                key: value
-                for key, value in {
-                    "llm_base_url": args.llm_base_url,
-                    "llm_model": args.model,
-                    "db_path": args.db_path,
-                }.items()
-                if value is not None
-            }
-        )
-        options = source_options(args, settings, realtime=True)
+        options = settings.source_options(realtime=True)
         source = open_source(options)  # fails here, clearly, on a bad scenario or option
     except ValueError as exc:
         raise CliError.from_value_error(exc) from None

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 import uvicorn
 
 from gpudoc.cli import CliError
-from gpudoc.commands.common import add_listen_arguments, add_source_arguments, listen, source_options, url_host
-from pathlib import Path
-
-from gpudoc.config import load_settings
+from gpudoc.commands.common import add_listen_arguments, add_source_arguments, listen, url_host
+from gpudoc.commands.options import settings_from_args
 from gpudoc.tools.sim.dcgm_exporter import DcgmExporter
 from gpudoc.tools.sim.dcgm_fields import COUNTER_PROFILES, load_counters
 from gpudoc.tools.sim.prometheus_feed import write_prometheus_dir
@@ -29,12 +28,14 @@ from gpudoc.tools.sources.factory import open_source
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sim",
-        help="serve the simulated cluster as the GPU Watchdog API (+ /metrics)",
+        help="serve the simulated cluster as the GPU Watchdog backend (+ exporter pages)",
         description=(
-            "Serve the simulated cluster as the GPU Watchdog REST API (/api/...) and as per-node "
-            "exporters: /metrics/gpu/NODE/metrics (dcgm-exporter) and /metrics/node/NODE/metrics "
-            "(node_exporter); /metrics has every GPU on one page. Point `--source watchdog "
-            "--backend-url http://HOST:PORT`, a GPU Watchdog frontend or a Prometheus at it."
+            "Serve the simulated cluster as the GPU Watchdog backend (/api/..., /health), with the "
+            "exporter pages its collector and a Prometheus scrape (dcgm-exporter at "
+            "/metrics/gpu/<host>/metrics, node_exporter at /metrics/node/<host>/metrics, "
+            "/metrics/slurm/metrics) and DCGM-exporter metrics for the whole cluster (/metrics). Point "
+            "`--source watchdog --backend-url http://HOST:PORT`, a GPU Watchdog frontend, its backend's "
+            "collector or a Prometheus (see --prometheus-dir) at it."
         ),
     )
     add_listen_arguments(parser, default_port=3001)
@@ -58,20 +59,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.source not in (None, "sim"):
+    if getattr(args, "source", "sim") not in (None, "sim"):
         raise CliError(
             f"gpudoc sim serves the simulated cluster, so --source {args.source} makes no sense here; "
             "drop --source (or use --source sim) and point clients or a Prometheus at this server."
         )
+    if args.history_minutes < 0 or args.history_step < 15:
+        raise CliError("--history-minutes must be 0 (targets only) or more, --history-step at least 15 seconds.")
     try:
-        options = source_options(args, load_settings()).model_copy(update={"source": "sim"})
+        options = settings_from_args(args).source_options(realtime=True).model_copy(update={"source": "sim", "slurm": None})
         source = open_source(options)
         placed = [parse_scenario(spec, options.nodes) for spec in options.scenarios]
         counters, unsupported = load_counters(args.dcgm_counters)
     except ValueError as exc:
         raise CliError.from_value_error(exc) from None
-    if args.history_minutes < 0 or args.history_step < 15:
-        raise CliError("--history-minutes must be 0 (targets only) or more, --history-step at least 15 seconds.")
     assert isinstance(source, SimSource)
     exporter = DcgmExporter(counters)
     listener = listen(args.host, args.port)
@@ -89,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
     counters_name = args.dcgm_counters if args.dcgm_counters in COUNTER_PROFILES else Path(args.dcgm_counters).name
     print(
         f"gpudoc sim: serving {options.nodes} simulated {options.gpu_model} nodes (seed "
-        f"{options.seed}) as the GPU Watchdog API on http://{url_host(host)}:{port} (dcgm-exporter with "
-        f"{counters_name} counters at /metrics/gpu/NODE/metrics, node_exporter at /metrics/node/NODE/metrics); "
+        f"{options.seed}) as the GPU Watchdog API on http://{url_host(host)}:{port} "
+        f"(exporter pages at /metrics/gpu/<host>/metrics with {counters_name} dcgm counters, "
+        f"/metrics/node/<host>/metrics and /metrics/slurm/metrics, the whole cluster at /metrics); "
         f"clock anchored at {source.clock.anchor.isoformat()}; "
         f"scenarios: {scenarios or 'none (a healthy cluster)'}",
         flush=True,

@@ -321,7 +321,7 @@
       this.working.remove();
       this.answer.classList.remove("cursor");
       if (turn) {
-        if (turn.answer && turn.answer.trim() !== this.text.trim()) this.text = turn.answer;
+        // The streamed tokens are the answer (the server guarantees it): nothing to replace here.
         if (turn.degraded) {
           this.card.classList.add("degraded");
           this.card.prepend(el("div", "degraded-label", "Without the language model"));
@@ -475,7 +475,9 @@
     try {
       const response = await authorisedFetch("api/agent/health", { method: "GET" });
       const health = await response.json();
-      if (health.available) {
+      // `available` says whether the chat answers (it does without a model too); `llmAvailable`
+      // whether the language model does.
+      if (health.llmAvailable ?? health.available) {
         pill.className = "pill pill-ok";
         pill.textContent = health.model || "model ready";
         pill.title = "Language model: " + (health.model || "available");

@@ -158,12 +158,12 @@ class FakeClusterSource(ClusterSource):
         created = NOW - timedelta(days=30)
         return [
             AlertRule(
-                id="rule-gpu-temp", name="GPU too hot", metric="temperature", condition="gt",
+                id="rule-gpu-temp", name="GPU too hot", metric="gpu_temperature", condition="gt",
                 threshold=85, duration_seconds=300, node_filter=None, enabled=True,
                 created_at=created, updated_at=created,
             ),
             AlertRule(
-                id="rule-util-low", name="Idle allocated GPU", metric="utilization", condition="lte",
+                id="rule-util-low", name="Idle allocated GPU", metric="gpu_utilization", condition="lte",
                 threshold=1, duration_seconds=1800, node_filter="node-1", enabled=False,
                 created_at=created, updated_at=created + timedelta(days=2),
             ),
@@ -173,12 +173,12 @@ class FakeClusterSource(ClusterSource):
         events = [
             AlertEvent(
                 id="evt-2", rule_id="rule-gpu-temp", rule_name="GPU too hot", node_id="node-0",
-                gpu_index=3, metric="temperature", value=86.5, threshold=85, condition="gt",
+                gpu_index=3, metric="gpu_temperature", value=86.5, threshold=85, condition="gt",
                 fired_at=NOW - timedelta(minutes=3), resolved_at=None,
             ),
             AlertEvent(
                 id="evt-1", rule_id="rule-gpu-temp", rule_name="GPU too hot", node_id="node-1",
-                gpu_index=0, metric="temperature", value=85.25, threshold=85, condition="gt",
+                gpu_index=0, metric="gpu_temperature", value=85.25, threshold=85, condition="gt",
                 fired_at=NOW - timedelta(hours=2), resolved_at=NOW - timedelta(hours=1, minutes=40),
             ),
         ]

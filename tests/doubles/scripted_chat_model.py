@@ -4,8 +4,10 @@ Why: the graph's logic (parallel calls, repeats, malformed JSON, round limits, d
 must be tested with exact, reproducible model behaviour. Each call to the double takes the next
 step of its script: an ``AIMessage`` (text, ``tool_calls``, ``invalid_tool_calls``, reasoning in
 ``additional_kwargs["reasoning_content"]``), an exception to raise (a failing endpoint), or a
-function of the prompt returning an ``AIMessage`` (for answers that depend on tool results).
-It streams like a real client: reasoning pieces, then content pieces, then tool-call chunks.
+function of the prompt returning an ``AIMessage`` (for answers that depend on tool results), or
+a ``CutOff`` (some answer text streams, then the endpoint fails). It streams like a real client:
+reasoning pieces, then content pieces, then tool-call chunks; the last chunk carries the
+message's ``response_metadata`` (``finish_reason``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr
 
-Step = Union[AIMessage, BaseException, Callable[[list[BaseMessage]], AIMessage]]
+class CutOff:
+    """A step that streams ``message`` and then fails with ``error`` (the endpoint died mid-answer)."""
+
+    def __init__(self, message: AIMessage, error: BaseException) -> None:
+        self.message, self.error = message, error
+
+
+Step = Union[AIMessage, BaseException, CutOff, Callable[[list[BaseMessage]], AIMessage]]
 
 
 def tool_call(name: str, call_id: str | None = None, **args: Any) -> dict[str, Any]:
@@ -76,7 +85,7 @@ class ScriptedChatModel(BaseChatModel):
         self.bound_tool_names.append([t["function"]["name"] for t in formatted])
         return self.bind(tools=formatted, **kwargs)
 
-    def _next(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
+    def _next(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage | CutOff:
         self.prompts.append(list(messages))
         self.call_kwargs.append({k: v for k, v in kwargs.items() if k != "tools"} | {"tools": bool(kwargs.get("tools"))})
         if self._position >= len(self.script):
@@ -88,27 +97,38 @@ class ScriptedChatModel(BaseChatModel):
         self._position += 1
         if isinstance(step, BaseException):
             raise step
+        if isinstance(step, CutOff):
+            return step
         message = step(messages) if callable(step) else step
         return message.model_copy(deep=True)
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=self._next(messages, kwargs))])
+        step = self._next(messages, kwargs)
+        if isinstance(step, CutOff):
+            raise step.error
+        return ChatResult(generations=[ChatGeneration(message=step)])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        for chunk in _chunks(self._next(messages, kwargs)):
+        step = self._next(messages, kwargs)
+        for chunk in _chunks(step.message if isinstance(step, CutOff) else step):
             if run_manager:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
+        if isinstance(step, CutOff):
+            raise step.error
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        for chunk in _chunks(self._next(messages, kwargs)):
+        step = self._next(messages, kwargs)
+        for chunk in _chunks(step.message if isinstance(step, CutOff) else step):
             if run_manager:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
+        if isinstance(step, CutOff):
+            raise step.error
 
 
 def _pieces(value: str) -> list[str]:
@@ -135,5 +155,6 @@ def _chunks(message: AIMessage) -> list[ChatGenerationChunk]:
         index += 1
     if not chunks:
         chunks.append(AIMessageChunk(content=""))
+    chunks[-1].response_metadata = dict(message.response_metadata)
     chunks[-1].chunk_position = "last"  # lets LangChain parse the tool-call fragments of the merged message
     return [ChatGenerationChunk(message=c) for c in chunks]

@@ -55,10 +55,11 @@ class StubReply:
     content: str = ""
     reasoning: str = ""
     tool_calls: list[StubToolCall] = field(default_factory=list)
+    stop: str | None = None  # finish_reason to report instead of "stop"/"tool_calls", e.g. "length"
 
     @property
     def finish_reason(self) -> str:
-        return "tool_calls" if self.tool_calls else "stop"
+        return self.stop or ("tool_calls" if self.tool_calls else "stop")
 
 
 Policy = Callable[[dict[str, Any]], StubReply]
@@ -237,6 +238,19 @@ def keyword_policy(body: dict[str, Any]) -> StubReply:
     return keyword_answer(question, after)
 
 
+#: what ``planning_text_policy`` writes beside its tool calls
+PLANNING_TEXT = "Let me look at node-2 first; it is probably fine at 40 C."
+
+
+def planning_text_policy(body: dict[str, Any]) -> StubReply:
+    """The keyword policy, with text written beside the planning call's tool calls (as small models'
+    often is): that text is commentary, and must never reach a client as the answer."""
+    reply = keyword_policy(body)
+    if reply.tool_calls:
+        reply.content = PLANNING_TEXT
+    return reply
+
+
 # ----------------------------------------------------------------------------------------------
 # The HTTP server
 # ----------------------------------------------------------------------------------------------
@@ -300,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = owner.policy(body)
         kwargs = body.get("chat_template_kwargs") or {}
         if kwargs.get("enable_thinking") is False:
-            reply = StubReply(content=reply.content, reasoning="", tool_calls=reply.tool_calls)
+            reply = StubReply(content=reply.content, reasoning="", tool_calls=reply.tool_calls, stop=reply.stop)
         if owner.latency:
             time.sleep(owner.latency)
         try:

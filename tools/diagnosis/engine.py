@@ -19,6 +19,7 @@ from gpudoc.tools.diagnosis.node_health import analyze_node_health
 from gpudoc.tools.diagnosis.nvlink import analyze_nvlink
 from gpudoc.tools.diagnosis.pcie import analyze_pcie
 from gpudoc.tools.diagnosis.power import analyze_power
+from gpudoc.tools.diagnosis.scheduler import analyze_scheduler
 from gpudoc.tools.diagnosis.thermal import analyze_thermal
 from gpudoc.tools.diagnosis.xid import analyze_xids
 from gpudoc.tools.sources.base import ClusterSource
@@ -35,6 +36,7 @@ ANALYZERS: tuple[Analyzer, ...] = (
     analyze_node_health,
     analyze_network,
     analyze_jobs,
+    analyze_scheduler,
     analyze_alerts,
 )
 

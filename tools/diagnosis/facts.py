@@ -26,13 +26,13 @@ from gpudoc.tools.models import (
     GpuModelSpec,
     GpuSeries,
     NodeMetrics,
-    SignalGap,
     SlurmJob,
     SlurmNode,
     SlurmSnapshot,
     spec_for_model_name,
 )
 from gpudoc.tools.sources.base import ClusterSource, DiagnosisScope, NotSupportedError, SourceError
+from gpudoc.tools.sources.notes import collecting_notes
 
 HISTORY_MINUTES = 60
 ALERT_HISTORY_LIMIT = 500
@@ -71,13 +71,17 @@ class ClusterFacts(BaseModel):
         for node in self.slurm.nodes:
             if node.name in (node_id, hostname):
                 return node
-        return None
+        by_host = [n for n in self.slurm.nodes if n.hostname is not None and n.hostname in (node_id, hostname)]
+        return by_host[0] if len(by_host) == 1 else None  # several slurmd may share one host
 
     def node_id_for_slurm_name(self, name: str) -> str:
         """Slurm may know a node by its hostname; findings always use the metrics node id."""
         for node in self.nodes:
             if name in (node.node_id, node.hostname):
                 return node.node_id
+        slurm = next((n for n in self.slurm.nodes if n.name == name), None) if self.slurm else None
+        if slurm is not None and slurm.hostname is not None and self.slurm_node(slurm.hostname) is slurm:
+            return next((n.node_id for n in self.nodes if slurm.hostname in (n.node_id, n.hostname)), name)
         return name
 
     @property
@@ -134,34 +138,39 @@ async def gather_facts(
 ) -> ClusterFacts:
     """Fetch all facts concurrently. Current metrics are required; the rest degrades to ``None``.
 
+    What the source noted about degraded values (``sources.notes``) joins the limitations.
     ``node`` (a resolved id) lets a screening source read just that node; others read everything.
     """
-    if source.screens_cluster:
-        return await _gather_screened(source, history_minutes, node)
     limitations: list[str] = []
-    nodes, history, slurm, rules, events = await asyncio.gather(
-        source.current_metrics(),
-        _optional("GPU history", source.gpu_history(None, history_minutes), limitations),
-        _optional("Slurm", source.slurm(), limitations),
-        _optional("alert rules", source.alert_rules(), limitations),
-        _optional("alert history", source.alert_history(ALERT_HISTORY_LIMIT), limitations),
-    )
-    limitations.extend(_missing_signals(nodes, slurm, []))
-    return _facts(source, nodes, history, slurm, rules, events, limitations)
+    with collecting_notes() as notes:
+        if source.screens_cluster:
+            facts = await _gather_screened(source, history_minutes, node, limitations)
+        else:
+            nodes, history, slurm, rules, events = await asyncio.gather(
+                source.current_metrics(),
+                _optional("GPU history", source.gpu_history(None, history_minutes), limitations),
+                _optional("Slurm", source.slurm(), limitations),
+                _optional("alert rules", source.alert_rules(), limitations),
+                _optional("alert history", source.alert_history(ALERT_HISTORY_LIMIT), limitations),
+            )
+            facts = _facts(source, nodes, history, slurm, rules, events)
+    limitations.extend(notes.lines)
+    if not source.reports_gaps:
+        limitations.extend(_missing_signals(facts.nodes, facts.slurm, facts.gpus_total))
+    facts.limitations = sorted(set(limitations))
+    return facts
 
 
 def _facts(source: ClusterSource, nodes: list[NodeMetrics], history: list[GpuSeries] | None,
            slurm: SlurmSnapshot | None, rules: list[AlertRule] | None, events: list[AlertEvent] | None,
-           limitations: list[str], **whole_cluster: object) -> ClusterFacts:
-    return ClusterFacts(
-        source=source.name, collected_at=_now_of(nodes, slurm), nodes=nodes, history=history, slurm=slurm,
-        alert_rules=rules, alert_events=events, limitations=sorted(set(limitations)), **whole_cluster,
-    )
+           **whole_cluster: object) -> ClusterFacts:
+    return ClusterFacts(source=source.name, collected_at=_now_of(nodes, slurm), nodes=nodes, history=history,
+                        slurm=slurm, alert_rules=rules, alert_events=events, **whole_cluster)
 
 
-async def _gather_screened(source: ClusterSource, history_minutes: int, node: str | None) -> ClusterFacts:
+async def _gather_screened(source: ClusterSource, history_minutes: int, node: str | None,
+                           limitations: list[str]) -> ClusterFacts:
     """Screen first, then read in full only the focus, the nodes Slurm marks and those alerting."""
-    limitations: list[str] = []
     scope, slurm, rules, events = await asyncio.gather(
         source.diagnosis_scope(history_minutes, node),
         _optional("Slurm", source.slurm(), limitations),
@@ -174,9 +183,8 @@ async def _gather_screened(source: ClusterSource, history_minutes: int, node: st
         source.nodes_metrics(focus),
         _optional("GPU history", source.nodes_history(focus, history_minutes), limitations),
     )
-    limitations.extend(_missing_signals(nodes, slurm, scope.gaps, gpus_total=scope.gpu_count))
     return _facts(
-        source, nodes, history, slurm, rules, events, limitations,
+        source, nodes, history, slurm, rules, events,
         node_ids=[node] if node is not None else scope.node_ids,
         gpus_total=sum(len(n.gpus) for n in nodes) if node is not None else scope.gpu_count,
         link_downed_medians=scope.link_downed_medians,
@@ -195,22 +203,15 @@ def _focus(scope: DiagnosisScope, slurm: SlurmSnapshot | None, events: list[Aler
     return [n for n in scope.node_ids if n in wanted]
 
 
-def _missing_signals(nodes: list[NodeMetrics], slurm: SlurmSnapshot | None, scope_gaps: list[SignalGap],
+def _missing_signals(nodes: list[NodeMetrics], slurm: SlurmSnapshot | None,
                      gpus_total: int | None = None) -> list[str]:
     """Say which whole classes of signal the source lacks, so "no finding" is not read as "healthy".
 
-    A source that reports its gaps (``NodeMetrics.gaps``) speaks for itself, naming the missing
-    field and how to enable it; for the others, classes no GPU reports are listed generically.
+    Only for sources that do not note their gaps themselves (``ClusterSource.reports_gaps``).
     """
-    missing: list[str] = []
-    if slurm is not None and slurm.jobs is None:
-        missing.append("Slurm job list: not reported by this source")
-    gaps = {gap.describe(): gap for gap in [*scope_gaps, *(g for node in nodes for g in node.gaps)]}
-    if gaps:
-        return missing + sorted(gaps)
     gpus = [gpu for node in nodes for gpu in node.gpus]
     if not gpus:
-        return missing if gpus_total else missing + ["no GPU metrics at all"]
+        return [] if gpus_total else ["no GPU metrics at all"]
     checks = {
         "XID errors": lambda g: g.xid_events is not None or g.last_xid is not None,
         "row remapping / ECC": lambda g: g.uncorrectable_remapped_rows is not None
@@ -219,7 +220,9 @@ def _missing_signals(nodes: list[NodeMetrics], slurm: SlurmSnapshot | None, scop
         "PCIe link state": lambda g: g.pcie_link_width is not None or g.pcie_replay_count is not None,
         "NVLink counters": lambda g: g.nvlink_error_count is not None or g.nvlink_links_down is not None,
     }
-    missing += [f"{name}: not reported by this source" for name, has in checks.items() if not any(map(has, gpus))]
+    missing = [f"{name}: not reported by this source" for name, has in checks.items() if not any(map(has, gpus))]
     if all(node.network is None for node in nodes):
         missing.append("InfiniBand port state: not reported by this source")
+    if slurm is not None and slurm.jobs is None:
+        missing.append("Slurm job list: not reported by this source")
     return missing

@@ -1,5 +1,6 @@
 """Jobs and scheduling (domain.md §7.12, §7.14): stragglers and hangs, idle allocations, jobs
-pending while nodes sit drained, QOS limits, and jobs killed by a node failure.
+pending while nodes sit drained or down, jobs waiting on Resources/Priority, QOS limits, and
+jobs killed by a node failure (and the XID that caused it, when telemetry saw one).
 
 Why utilisation relative to the job's own GPUs: a data-parallel job runs at the pace of its
 slowest rank, so one GPU far below its peers (or at 0 % while they work) stalls them all, whereas
@@ -15,7 +16,9 @@ from datetime import datetime, timedelta
 from gpudoc.tools.diagnosis.facts import ClusterFacts, median_or_none
 from gpudoc.tools.diagnosis.findings import Finding
 from gpudoc.tools.diagnosis.rules import finding, gpu_subject, num
-from gpudoc.tools.models import GpuMetrics, SlurmJob, SlurmNode
+from gpudoc.tools.diagnosis.xid import xid_meaning
+from gpudoc.tools.models import GpuMetrics, SlurmJob, SlurmNode, XidEvent
+from gpudoc.tools.sources.slurm_notation import expand_hostlist
 
 IDLE_UTIL_PCT = 1.0
 #: a rank at 0 % this long while its peers work is hung
@@ -30,8 +33,15 @@ BUSY_PEERS_PCT = 50.0
 RECENT_WINDOW = timedelta(minutes=10)
 RESOURCE_REASONS = re.compile(r"^(Resources|ReqNodeNotAvail|Nodes_required_for_job_are_DOWN)", re.IGNORECASE)
 QOS_REASONS = re.compile(r"^(QOS|Assoc)", re.IGNORECASE)
+#: squeue's "ReqNodeNotAvail, UnavailableNodes:node-[2-3]": the nodes a job waits for by name
+UNAVAILABLE_NODES = re.compile(r"UnavailableNodes:(\S+)")
+#: reasons that mean "waiting in line" rather than "blocked by a fault or a policy"
+QUEUE_REASONS = ("Resources", "Priority")
 #: NODE_FAIL jobs that ended within this window are evidence of a current node problem
 NODE_FAIL_WINDOW = timedelta(hours=2)
+#: an XID this long before a job's NODE_FAIL (or shortly after: clocks differ) caused it
+XID_BEFORE_NODE_FAIL = timedelta(minutes=15)
+XID_AFTER_NODE_FAIL = timedelta(minutes=1)
 
 
 def analyze_jobs(facts: ClusterFacts) -> list[Finding]:
@@ -44,6 +54,7 @@ def analyze_jobs(facts: ClusterFacts) -> list[Finding]:
         elif job.state == "NODE_FAIL":
             findings.extend(_node_fail(facts, job))
     findings.extend(_pending_on_unavailable(facts))
+    findings.extend(_jobs_waiting(facts))
     findings.extend(_qos_limits(facts))
     return findings
 
@@ -160,17 +171,76 @@ def _node_fail(facts: ClusterFacts, job: SlurmJob) -> list[Finding]:
     if job.end_time is not None and facts.collected_at - job.end_time > NODE_FAIL_WINDOW:
         return []
     nodes = [facts.node_id_for_slurm_name(n) for n in job.nodes]
-    ended = f" at {job.end_time:%H:%M}Z" if job.end_time else ""
+    ended = f" at {job.end_time:%H:%M:%S}Z" if job.end_time else ""
+    blamed = f"; Slurm names {facts.node_id_for_slurm_name(job.failed_node)} as the failed node" if job.failed_node else ""
+    evidence = [f"job {job.job_id} '{job.name}' of {job.user} ended NODE_FAIL{ended} on "
+                f"{', '.join(nodes) or 'unknown nodes'}{blamed}"]
+    xids = _xids_before(facts, job)
+    if xids:
+        first_node, first_gpu, first = xids[0]
+        gap = (job.end_time - first.timestamp).total_seconds() if job.end_time else None
+        before = f", {num(abs(gap) / 60, 1)} min {'before' if gap >= 0 else 'after'} the job ended" if gap is not None else ""
+        evidence += [f"XID {event.xid} ({xid_meaning(event.xid)}) on {node} GPU {gpu} at {event.timestamp:%H:%M:%S}Z"
+                     for node, gpu, event in xids[:4]]
+        evidence[1] += before
+        return [finding(
+            "job.node_fail_after_xid", "warning", job.job_id,
+            f"job {job.job_id} ended NODE_FAIL right after XID {first.xid} on {first_node} GPU {first_gpu}",
+            evidence,
+            f"the GPU fault (XID {first.xid}: {xid_meaning(first.xid)}) took {first_node} out from under the job",
+            f"handle {first_node} GPU {first_gpu} per its XID finding; ask {job.user} to requeue job {job.job_id} "
+            f"excluding {first_node} (sbatch --exclude={first_node})",
+            nodes=nodes, gpus=sorted({gpu_subject(n, g) for n, g, _ in xids}), job_id=job.job_id,
+        )]
     return [finding(
-        "job.node_fail", "warning", job.job_id, f"job {job.job_id} ended NODE_FAIL",
-        [f"job {job.job_id} of {job.user} ended NODE_FAIL{ended} on {', '.join(nodes) or 'unknown nodes'}"],
+        "job.node_fail", "warning", job.job_id, f"job {job.job_id} ended NODE_FAIL", evidence,
         "a node of the job failed under it", "find the failed node's problem; requeue the job",
         nodes=nodes, job_id=job.job_id,
     )]
 
 
+def _xids_before(facts: ClusterFacts, job: SlurmJob) -> list[tuple[str, int, XidEvent]]:
+    """XIDs on the job's GPUs (its nodes' GPUs when Slurm no longer says which) shortly before
+    it ended, earliest first. Application XIDs (13/31/43) kill a program, not a node: left out."""
+    if job.end_time is None:
+        return []
+    wanted = {facts.node_id_for_slurm_name(n): set(i) for n, i in job.gpu_indices.items()}
+    nodes = {facts.node_id_for_slurm_name(n) for n in job.nodes}
+    found = []
+    for node in facts.nodes:
+        if node.node_id not in nodes:
+            continue
+        for gpu in node.gpus:
+            if node.node_id in wanted and gpu.index not in wanted[node.node_id]:
+                continue
+            for event in gpu.xid_events or []:
+                if event.xid in (13, 31, 43):
+                    continue
+                if job.end_time - XID_BEFORE_NODE_FAIL <= event.timestamp <= job.end_time + XID_AFTER_NODE_FAIL:
+                    found.append((node.node_id, gpu.index, event))
+    return sorted(found, key=lambda item: item[2].timestamp)
+
+
 def _unavailable_nodes(facts: ClusterFacts) -> list[SlurmNode]:
-    return [n for n in facts.slurm.nodes if n.is_drained or n.is_down] if facts.slurm else []
+    return [n for n in facts.slurm.nodes if n.is_drained or n.is_down or n.is_failing] if facts.slurm else []
+
+
+def _named_unavailable(job: SlurmJob) -> list[str]:
+    """The nodes squeue says a ReqNodeNotAvail job waits for, if it names them."""
+    match = UNAVAILABLE_NODES.search(job.pending_reason or "")
+    if match is None:
+        return []
+    try:
+        return expand_hostlist(match.group(1).rstrip(","))
+    except ValueError:
+        return []
+
+
+def _waits_for(job: SlurmJob, node: SlurmNode) -> bool:
+    named = _named_unavailable(job)
+    if named:
+        return node.name in named
+    return not node.partitions or job.partition in node.partitions
 
 
 def _pending_on_unavailable(facts: ClusterFacts) -> list[Finding]:
@@ -180,21 +250,71 @@ def _pending_on_unavailable(facts: ClusterFacts) -> list[Finding]:
         return []
     findings = []
     for node in _unavailable_nodes(facts):
-        waiting = [j for j in pending if not node.partitions or j.partition in node.partitions]
+        waiting = [j for j in pending if _waits_for(j, node)]
         if not waiting:
             continue
         node_id = facts.node_id_for_slurm_name(node.name)
         reasons = sorted({j.pending_reason.split(",")[0] for j in waiting if j.pending_reason})
         shown = ", ".join(j.job_id for j in waiting[:10]) + (f" (+{len(waiting) - 10} more)" if len(waiting) > 10 else "")
+        why = f'; reason "{node.reason}"' if node.reason else ""
+        by_name = [j.job_id for j in waiting if node.name in _named_unavailable(j)]
+        evidence = [f"{node_id} {node.sinfo_state}: {node.gpus_total} GPUs closed to new jobs{why}",
+                    f"pending: {shown}; {sum(j.gpus for j in waiting)} GPUs requested"]
+        if by_name:
+            evidence.append(f"jobs {', '.join(by_name[:10])} ask for {node.name} by name (ReqNodeNotAvail)")
         findings.append(finding(
             "sched.pending_on_unavailable_nodes", "warning", node_id,
             f"{len(waiting)} job(s) pending on {'/'.join(reasons)} while {node_id} is {node.sinfo_state}",
-            [f"{node_id} {node.sinfo_state}: {node.gpus_total} GPUs closed to new jobs",
-             f"pending: {shown}; {sum(j.gpus for j in waiting)} GPUs requested"],
+            evidence,
             "capacity is out of service while work waits for it",
-            f"fix and resume {node_id} (scontrol update nodename={node.name} state=resume) if its drain reason no longer holds",
+            f"fix and resume {node_id} (scontrol update nodename={node.name} state=resume) if its "
+            f"{'drain ' if node.is_drained else ''}reason no longer holds",
         ))
     return findings
+
+
+def _jobs_waiting(facts: ClusterFacts) -> list[Finding]:
+    """Jobs queued on Resources or Priority, per partition: how long, how much, and what holds
+    the GPUs, so "why are jobs pending?" is answered with numbers even when nothing is broken."""
+    groups: dict[tuple[str, str], list[SlurmJob]] = defaultdict(list)
+    for job in facts.jobs:
+        reason = (job.pending_reason or "").split(",")[0]
+        if job.state == "PENDING" and reason in QUEUE_REASONS:
+            groups[(job.partition, reason)].append(job)
+    findings = []
+    for (partition, reason), jobs in sorted(groups.items()):
+        jobs.sort(key=lambda j: j.submit_time)
+        longest = (facts.collected_at - jobs[0].submit_time).total_seconds() / 60
+        evidence = [f"{len(jobs)} job(s) pending on {reason} in {partition}, longest {num(longest, 0)} min "
+                    f"(job {jobs[0].job_id}); {sum(j.gpus for j in jobs)} GPUs requested",
+                    _capacity(facts, partition)]
+        if reason == "Resources":
+            cause = "the GPUs these jobs ask for are held by running jobs (or out of service)"
+            action = ("see what holds the GPUs (get_slurm_jobs state=RUNNING) and when it ends; resume "
+                      "drained nodes; shorter time limits let backfill start small jobs sooner")
+        else:
+            cause = "jobs ahead in the queue (higher priority) get the GPUs first; these wait their turn"
+            action = "nothing is broken; sprio shows the priority factors if the order looks wrong"
+        findings.append(finding(
+            "sched.jobs_waiting", "info", jobs[0].job_id,
+            f"{len(jobs)} job(s) in {partition} waiting on {reason} for up to {num(longest, 0)} min",
+            evidence, cause, action, nodes=[], job_id=jobs[0].job_id,
+        ))
+    return findings
+
+
+def _capacity(facts: ClusterFacts, partition: str) -> str:
+    """GPUs of a partition: total, allocated, free on nodes that take jobs, out of service."""
+    nodes = [n for n in facts.slurm.nodes if not n.partitions or partition in n.partitions] if facts.slurm else []
+    total = sum(n.gpus_total for n in nodes)
+    alloc = sum(n.gpus_alloc or 0 for n in nodes)
+    free = sum(n.gpus_total - (n.gpus_alloc or 0) for n in nodes if n.accepts_jobs)
+    out = [n for n in nodes if not n.accepts_jobs]
+    text = f"{partition}: {total} GPUs, {alloc} allocated, {free} free on nodes taking jobs"
+    if out:
+        text += (f"; {sum(n.gpus_total for n in out)} on nodes out of service ("
+                 + ", ".join(f"{facts.node_id_for_slurm_name(n.name)} {n.sinfo_state}" for n in out[:6]) + ")")
+    return text
 
 
 def _qos_limits(facts: ClusterFacts) -> list[Finding]:

@@ -1,8 +1,14 @@
 """Host and node health: unreachable hosts, GPUs that stopped reporting, drained/down Slurm nodes.
 
+Why telemetry and Slurm are read together: a node that sends no telemetry is a host down when
+Slurm agrees (DOWN, not responding), but a monitoring fault when Slurm still runs jobs on it
+(the exporter died or its scrape fails): same silence, another place to look.
+
 Why the drain reason matters: Slurm writes specific reasons itself (domain.md §4) and each points
 somewhere different: "Not responding" at the host, "Kill task failed" at processes stuck on a
-hung GPU (often GSP), "gres/gpu count too low" at a GPU that vanished from the bus.
+hung GPU (often GSP), "gres/gpu count too low" at a GPU that vanished from the bus. Admins and
+health checks write free text, and often name the XID that made them drain ("XID 79 on gpu-5"):
+that names the fault even when the telemetry source reports no XIDs at all.
 """
 
 from __future__ import annotations
@@ -13,12 +19,17 @@ from datetime import datetime, timedelta
 from gpudoc.tools.diagnosis.facts import ClusterFacts
 from gpudoc.tools.diagnosis.findings import Finding, Severity
 from gpudoc.tools.diagnosis.rules import finding, gpu_subject
+from gpudoc.tools.diagnosis.xid import XID_TABLE, xid_meaning
 from gpudoc.tools.models import GpuMetrics, NodeMetrics, SlurmNode
 
 #: a GPU whose last reading is older than this (while its node still reports) is stale
 STALE_AFTER = timedelta(minutes=5)
 GRES_LOW = re.compile(r"gres/gpu count too low", re.IGNORECASE)
 PLANNED = re.compile(r"maint|upgrade|planned|reserv|firmware update", re.IGNORECASE)
+#: "XID 79", "Xid: 48", "xid=64", "(XID 64)" in a node reason
+REASON_XID = re.compile(r"\bxid\s*[:=#]?\s*(\d{1,3})\b", re.IGNORECASE)
+#: "gpu-5", "gpu 3", "GPU#2" in a node reason
+REASON_GPU = re.compile(r"\bgpu\s*[-#:]?\s*(\d{1,2})\b", re.IGNORECASE)
 
 
 def analyze_node_health(facts: ClusterFacts) -> list[Finding]:
@@ -26,7 +37,10 @@ def analyze_node_health(facts: ClusterFacts) -> list[Finding]:
     for node in facts.nodes:
         slurm_node = facts.slurm_node(node.node_id, node.hostname)
         if not node.reachable:
-            findings.append(_host_down(facts, node, slurm_node))
+            if slurm_node is not None and not slurm_node.is_down:
+                findings.append(_no_telemetry(facts.collected_at, node.node_id, node.hostname, slurm_node))
+            else:
+                findings.append(_host_down(facts, node, slurm_node))
             continue
         findings.extend(_stale_gpus(facts.collected_at, node))
         if slurm_node is not None:
@@ -46,13 +60,14 @@ def _slurm_text(slurm_node: SlurmNode, now: datetime) -> str:
     text = f"Slurm state {'+'.join(slurm_node.state)} ({slurm_node.sinfo_state})"
     if slurm_node.reason:
         text += f", reason \"{slurm_node.reason}\"{_ago(now, slurm_node.reason_set_at)}"
+        if slurm_node.reason_set_by:
+            text += f", set by {slurm_node.reason_set_by}"
     return text
 
 
 def _host_down(facts: ClusterFacts, node: NodeMetrics, slurm_node: SlurmNode | None) -> Finding:
     now = facts.collected_at
-    evidence = [f"no metrics from {node.hostname}: all {len(node.gpus) or 'its'} GPU series absent; "
-                f"last report {node.timestamp:%H:%M:%S}Z"]
+    evidence = [f"not reporting telemetry: no GPU series from {node.hostname} as of {node.timestamp:%H:%M:%S}Z"]
     if slurm_node is not None:
         evidence.append(_slurm_text(slurm_node, now))
     failed = [j.job_id for j in facts.jobs if j.state == "NODE_FAIL" and node.node_id in
@@ -63,6 +78,16 @@ def _host_down(facts: ClusterFacts, node: NodeMetrics, slurm_node: SlurmNode | N
         "node.host_down", "critical", node.node_id, "host down: node stopped reporting", evidence,
         "the host crashed, lost power or network (kernel panic, PSU, BMC, switch port)",
         "check the BMC/IPMI console and power; reboot the node; resume it in Slurm once healthy and requeue jobs",
+    )
+
+
+def _no_telemetry(now: datetime, node_id: str, hostname: str, slurm_node: SlurmNode) -> Finding:
+    return finding(
+        "node.no_telemetry", "warning", node_id, f"not reporting telemetry; Slurm reports it {slurm_node.sinfo_state}",
+        [f"no GPU series from {hostname} as of {now:%H:%M:%S}Z", _slurm_text(slurm_node, now)],
+        "the node's GPU exporter stopped or cannot be scraped, while slurmd still answers: its GPUs go unwatched",
+        "check the exporter on the node (systemctl status dcgm-exporter; curl http://NODE:9400/metrics) and the "
+        "collector's scrape target for it; until it reports, check the node's GPUs by hand (nvidia-smi)",
     )
 
 
@@ -90,12 +115,7 @@ def _slurm_state(now: datetime, node: NodeMetrics, slurm_node: SlurmNode) -> lis
     evidence = [_slurm_text(slurm_node, now)]
     reason = slurm_node.reason or ""
     if slurm_node.is_down:
-        return [finding(
-            "node.slurm_not_responding", "warning", node.node_id,
-            "Slurm marks the node down although its metrics still arrive", evidence,
-            "slurmd died or cannot reach the controller (munge, network, clock skew)",
-            "check slurmd on the node (systemctl status slurmd) and its log; scontrol update nodename=... state=resume",
-        )]
+        return [_slurm_down(node, slurm_node, evidence)]
     if GRES_LOW.search(reason) or (slurm_node.gpus_total and len(node.gpus) < slurm_node.gpus_total):
         if len(node.gpus) < slurm_node.gpus_total:
             evidence.append(f"metrics show {len(node.gpus)} GPU(s); Slurm expects {slurm_node.gpus_total}")
@@ -104,15 +124,63 @@ def _slurm_state(now: datetime, node: NodeMetrics, slurm_node: SlurmNode) -> lis
             "a GPU disappeared from the node (fell off the bus or failed to initialise)",
             "find the missing GPU (nvidia-smi, dmesg for XID 79); reboot the node; RMA if it does not return",
         )]
-    if not slurm_node.is_drained:
+    if not (slurm_node.is_drained or slurm_node.is_failing):
         return []
-    severity: Severity = "info" if PLANNED.search(reason) else "warning"
-    cause, action = _drain_meaning(reason)
-    return [finding("node.drained", severity, node.node_id, f"node drained: {reason or 'no reason given'}",
+    named = _drained_for_xid(node.node_id, reason, evidence)
+    if named is not None:
+        return [named]
+    severity: Severity = "info" if PLANNED.search(reason) or slurm_node.in_maintenance else "warning"
+    cause, action = _drain_meaning(reason, slurm_node)
+    verb = "drained" if slurm_node.is_drained else "set to FAIL"
+    return [finding("node.drained", severity, node.node_id, f"node {verb}: {reason or 'no reason given'}",
                     evidence, cause, action)]
 
 
-def _drain_meaning(reason: str) -> tuple[str, str]:
+def _slurm_down(node: NodeMetrics, slurm_node: SlurmNode, evidence: list[str]) -> Finding:
+    """DOWN or NOT_RESPONDING while telemetry still arrives: the host lives, its slurmd does not
+    (or an administrator took the node down, which the reason then says)."""
+    not_responding = "NOT_RESPONDING" in slurm_node.flags or "not responding" in (slurm_node.reason or "").lower()
+    if not_responding:
+        return finding(
+            "node.slurm_not_responding", "warning", node.node_id,
+            "Slurm marks the node down: slurmd not responding, although its metrics still arrive", evidence,
+            "slurmd died or cannot reach the controller (munge, network, clock skew); the host itself is up",
+            f"check slurmd on the node (systemctl status slurmd, its log) and munge; then "
+            f"scontrol update nodename={slurm_node.name} state=resume",
+        )
+    return finding(
+        "node.slurm_not_responding", "warning", node.node_id,
+        f"Slurm node down: {slurm_node.reason or 'no reason given'}", evidence,
+        "taken down by an administrator or by Slurm (reason above); no new jobs start there",
+        f"confirm the reason still holds; fix it and scontrol update nodename={slurm_node.name} state=resume",
+    )
+
+
+def _drained_for_xid(node_id: str, reason: str, evidence: list[str]) -> Finding | None:
+    """``node.drained_for_xid`` when the drain reason names an XID, else None.
+
+    The XID's class sets the severity (a drain for XID 79 is as serious as XID 79), and the GPU
+    index, when the reason names one, ties the finding to that GPU.
+    """
+    match = REASON_XID.search(reason)
+    if match is None:
+        return None
+    xid = int(match.group(1))
+    gpu = REASON_GPU.search(reason)
+    kind = XID_TABLE.get(xid)
+    where = f" GPU {gpu.group(1)}" if gpu else ""
+    return finding(
+        "node.drained_for_xid", kind.severity if kind else "warning", node_id,
+        f"node drained for XID {xid}{where}: {xid_meaning(xid)}",
+        [*evidence, f"the drain reason names XID {xid} ({xid_meaning(xid)})"],
+        kind.cause if kind else "a GPU error the drain reason names",
+        (kind.action if kind else "look the XID up in NVIDIA's XID catalogue")
+        + "; resume the node only once the GPU is fixed or replaced",
+        gpus=[gpu_subject(node_id, int(gpu.group(1)))] if gpu else [],
+    )
+
+
+def _drain_meaning(reason: str, slurm_node: SlurmNode | None = None) -> tuple[str, str]:
     lowered = reason.lower()
     if "kill task failed" in lowered:
         return ("processes could not be killed: stuck in the kernel, often on a hung GPU (GSP)",
@@ -123,14 +191,17 @@ def _drain_meaning(reason: str) -> tuple[str, str]:
         return "a prolog/epilog script failed (often a health check)", "read the script's log on the node; fix and resume"
     if "reboot" in lowered:
         return "the node rebooted unexpectedly", "check the kernel log of the previous boot and the BMC log; resume when healthy"
-    if PLANNED.search(reason):
+    if PLANNED.search(reason) or (slurm_node is not None and slurm_node.in_maintenance):
         return "planned maintenance by an administrator", "resume the node when the maintenance is done"
+    if slurm_node is not None and slurm_node.is_failing and not slurm_node.is_drained:
+        return ("marked FAIL by an administrator: no new jobs, running ones finish",
+                "confirm the reason; fix and resume the node (scontrol update nodename=... state=resume)")
     return ("drained by an administrator or a health check",
             "confirm the reason is still valid; fix it and resume the node (scontrol update nodename=... state=resume)")
 
 
 def _unknown_to_metrics(facts: ClusterFacts) -> list[Finding]:
-    """Slurm nodes that are down but for which no metrics exist at all (no exporter on them)."""
+    """Slurm nodes for which no metrics exist at all (host down, or no exporter on them)."""
     if facts.slurm is None:
         return []
     known = {n.node_id for n in facts.nodes} | {n.hostname for n in facts.nodes} | set(facts.node_ids or [])
@@ -139,6 +210,8 @@ def _unknown_to_metrics(facts: ClusterFacts) -> list[Finding]:
                 [_slurm_text(slurm_node, facts.collected_at)],
                 "the host is down or its exporters are not deployed",
                 "check the host's BMC/console; deploy dcgm-exporter if it is missing")
+        if slurm_node.is_down
+        else _no_telemetry(facts.collected_at, slurm_node.name, slurm_node.name, slurm_node)
         for slurm_node in facts.slurm.nodes
-        if slurm_node.name not in known and slurm_node.is_down
+        if slurm_node.name not in known
     ]

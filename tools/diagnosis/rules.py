@@ -64,19 +64,26 @@ RULES: dict[str, RuleInfo] = {
     "gpu.application_xid": RuleInfo("application", "application"),
     # hosts
     "node.host_down": RuleInfo("host", "host"),
+    "node.no_telemetry": RuleInfo("host", "host"),
     "node.slurm_not_responding": RuleInfo("host", "host"),
     "node.gres_count_low": RuleInfo("node_state", "host", supporting=True),
     # jobs waiting on a drained node say more than the drain alone, so it absorbs the drain
     "sched.pending_on_unavailable_nodes": RuleInfo("pending", "scheduling", supporting=True),
     "node.drained": RuleInfo("node_state", "host", supporting=True),
+    # a drain whose reason names an XID: the GPU fault itself when telemetry has no XIDs
+    "node.drained_for_xid": RuleInfo("node_state", "hardware", supporting=True),
     # network
     "net.ib_port_down": RuleInfo("infiniband", "network"),
     "net.ib_link_flapping": RuleInfo("infiniband", "network"),
     # jobs and scheduling
     "job.straggler": RuleInfo("straggler", "application"),
     "job.gpus_idle": RuleInfo("idle", "scheduling"),
+    # a NODE_FAIL right after an XID on the job's node: the job died of that GPU fault
+    "job.node_fail_after_xid": RuleInfo("node_fail", "hardware", supporting=True),
     "job.node_fail": RuleInfo("node_fail", "host", supporting=True),
     "sched.qos_limit": RuleInfo("qos", "scheduling"),
+    "sched.jobs_waiting": RuleInfo("queue", "scheduling"),
+    "sched.controller_unhealthy": RuleInfo("controller", "scheduling"),
     # alerting
     "alert.active": RuleInfo("alert", "alerting", supporting=True),
 }

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from gpudoc.tools.diagnosis.facts import ClusterFacts
 from gpudoc.tools.diagnosis.findings import Finding, Severity
 from gpudoc.tools.diagnosis.rules import finding, gpu_subject
-from gpudoc.tools.diagnosis.xid_catalog import APPLICATION_XIDS, XidKind, xid_kind
+from gpudoc.tools.diagnosis.xid_catalog import APPLICATION_XIDS, XID_CATALOG, XidKind, xid_kind
 from gpudoc.tools.models import GpuMetrics, XidEvent
 
 #: XID events older than this are history, not a current problem
@@ -27,6 +27,8 @@ XID_LOOKBACK = timedelta(hours=24)
 SOLO_45_WINDOW = timedelta(minutes=10)
 #: distinct jobs hitting application XIDs on one GPU before the GPU itself is suspected
 LEMON_MIN_JOBS = 2
+#: the XIDs that point at the GPU or at another error (not the user's program), by code
+XID_TABLE: dict[int, XidKind] = {xid: kind for xid, kind in XID_CATALOG.items() if kind.kind != "application"}
 
 _LOWER: dict[Severity, Severity] = {"critical": "warning", "warning": "info", "info": "info"}
 _UNKNOWN_CAUSE = "an XID gpudoc's catalog does not list (a newer driver, or an unused code)"
@@ -45,7 +47,8 @@ def _recent_events(gpu: GpuMetrics, now: datetime) -> list[XidEvent]:
     return [e for e in gpu.xid_events or [] if e.xid and now - e.timestamp <= XID_LOOKBACK]
 
 
-def meaning(xid: int) -> str:
+def xid_meaning(xid: int) -> str:
+    """What an XID means, in a few words (``xid_catalog``)."""
     kind = xid_kind(xid)
     return kind.meaning if kind else "not in gpudoc's XID catalog"
 
@@ -57,7 +60,7 @@ def _describe(events: list[XidEvent]) -> str:
     count = f" x{occurrences}" if occurrences > 1 else ""
     jobs = sorted({e.job_id for e in events if e.job_id})
     job_text = f" in job {', '.join(jobs)}" if jobs else ""
-    return f"XID {xid}{count} ({meaning(xid)}), last at {last.timestamp:%Y-%m-%d %H:%M:%S}Z{job_text}"
+    return f"XID {xid}{count} ({xid_meaning(xid)}), last at {last.timestamp:%Y-%m-%d %H:%M:%S}Z{job_text}"
 
 
 def _gpu_xid_findings(facts: ClusterFacts, gpu: GpuMetrics) -> list[Finding]:
@@ -112,7 +115,7 @@ def _last_xid_only(gpu: GpuMetrics, subject: str) -> list[Finding]:
     xid = gpu.last_xid
     if not xid:
         return []
-    evidence = [f"last XID reported {xid} ({meaning(xid)}; time unknown: the exporter keeps the last value "
+    evidence = [f"last XID reported {xid} ({xid_meaning(xid)}; time unknown: the exporter keeps the last value "
                 "until the GPU is reset)"]
     if xid in APPLICATION_XIDS:
         return [finding(

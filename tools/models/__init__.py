@@ -13,7 +13,6 @@ mebibytes, ``_mhz`` megahertz. Times are timezone-aware UTC datetimes.
 from gpudoc.tools.models.alerts import AlertCondition, AlertEvent, AlertRule, AlertState, Silence
 from gpudoc.tools.models.base import Model
 from gpudoc.tools.models.cluster import ClusterStatus, SlurmSummary
-from gpudoc.tools.models.gaps import SignalGap
 from gpudoc.tools.models.gpu import (
     A100_80GB,
     GPU_MODELS,
@@ -30,8 +29,10 @@ from gpudoc.tools.models.gpu import (
 from gpudoc.tools.models.nodes import NetworkPort, NodeMetrics
 from gpudoc.tools.models.slurm import (
     SLURM_BASE_STATES,
+    SLURM_NODE_FLAGS,
     JobState,
     QueueCounts,
+    SchedulerHealth,
     SlurmJob,
     SlurmNode,
     SlurmPartition,
@@ -41,8 +42,9 @@ from gpudoc.tools.models.text import MAX_CLUSTER_TEXT_CHARS, ClusterText, clean_
 
 __all__ = [
     "A100_80GB", "GPU_MODELS", "H100_80GB", "MAX_CLUSTER_TEXT_CHARS", "SLURM_BASE_STATES",
+    "SLURM_NODE_FLAGS", "SchedulerHealth",
     "AlertCondition", "AlertEvent", "AlertRule", "AlertState", "ClockEventReason", "ClusterStatus", "ClusterText",
     "GpuMetrics", "GpuModelSpec", "GpuSample", "GpuSeries", "JobState", "Model", "NetworkPort",
-    "NodeMetrics", "QueueCounts", "SignalGap", "Silence", "SlurmJob", "SlurmNode", "SlurmPartition", "SlurmSnapshot",
+    "NodeMetrics", "QueueCounts", "Silence", "SlurmJob", "SlurmNode", "SlurmPartition", "SlurmSnapshot",
     "SlurmSummary", "XidEvent", "clean_cluster_text", "clock_event_names", "spec_for_model_name",
 ]

@@ -12,12 +12,14 @@ from gpudoc.tools.models.base import Model
 
 
 class SlurmSummary(Model):
-    cpus_total: int
-    cpus_alloc: int
-    cpus_idle: int
-    nodes_total: int
-    jobs_pending: int
-    jobs_running: int
+    """Slurm's counts; ``None`` where the source did not report one (never a stand-in zero)."""
+
+    cpus_total: int | None = None
+    cpus_alloc: int | None = None
+    cpus_idle: int | None = None
+    nodes_total: int | None = None
+    jobs_pending: int | None = None
+    jobs_running: int | None = None
 
 
 class ClusterStatus(Model):

@@ -7,7 +7,6 @@ from datetime import datetime
 from pydantic import Field
 
 from gpudoc.tools.models.base import Model
-from gpudoc.tools.models.gaps import SignalGap
 from gpudoc.tools.models.gpu import GpuMetrics
 
 
@@ -34,6 +33,3 @@ class NodeMetrics(Model):
     gpus: list[GpuMetrics] = Field(default_factory=list)
     network: list[NetworkPort] | None = None
     driver_version: str | None = None
-    gaps: list[SignalGap] = Field(
-        default_factory=list, description="signals this source cannot see on the node, and how to enable them"
-    )

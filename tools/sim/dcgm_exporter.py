@@ -13,8 +13,9 @@ What a real exporter does and the simulator copies (checked against NVIDIA/dcgm-
 - a blank DCGM value gives no line, so a ``None`` reading is simply absent;
 - ``DCGM_EXP_XID_ERRORS_COUNT`` (when listed) counts each XID over the last window, one series per
   XID, or a single 0 without ``xid`` when the window saw none.
-Beyond the real exporter, every GPU line also carries ``gpu_name`` (the model name, as the GPU
-Watchdog's collector expects it); Prometheus ignores a label nobody queries.
+Beyond the real exporter, every GPU line also carries ``gpu_name`` (the model, spaces as
+underscores: the label GPU Watchdog's collector reads) and the page has ``DCGM_FI_DEV_FB_TOTAL``
+(in gpudoc's counters); Prometheus ignores a label nobody queries.
 
 A GPU that fell off the bus or hangs (``stale``) reports no readings any more; only the
 exporter-side XID series stay, so the XID that took it out remains visible.
@@ -124,7 +125,7 @@ class DcgmExporter:
 
     def _attributes(self, gpu: GpuMetrics) -> dict[str, str]:
         extra = {"hpc_job": gpu.job_id} if gpu.job_id else {}
-        return {**extra, "gpu_name": gpu.model}
+        return {**extra, "gpu_name": gpu.model.replace(" ", "_")}
 
     def _with_xid(self, labels: dict[str, str], xid: int) -> dict[str, str]:
         return {**labels, "err_code": str(xid), "err_msg": XID_MESSAGES.get(xid, UNKNOWN_XID_MESSAGE)}
@@ -156,3 +157,8 @@ def dcgm_value(value: float | int | bool, double: bool) -> str:
 def render_dcgm_metrics(nodes: list[NodeMetrics]) -> str:
     """The whole cluster in one page with gpudoc's counters (the simulator's ``/metrics``)."""
     return DcgmExporter().render_cluster(nodes)
+
+
+def render_node_dcgm_metrics(node: NodeMetrics) -> str:
+    """One node's dcgm-exporter page with gpudoc's counters."""
+    return DcgmExporter().render_node(node)

@@ -9,38 +9,37 @@ and a collector drops the node. An unknown node is ``404``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from gpudoc.tools.models import NodeMetrics
 from gpudoc.tools.sim.dcgm_exporter import DcgmExporter
-from gpudoc.tools.sim.exposition import CONTENT_TYPE
+from gpudoc.tools.sim.exposition import PROMETHEUS_CONTENT_TYPE as CONTENT_TYPE
 from gpudoc.tools.sim.node_exporter import render_node_exporter
-from gpudoc.tools.sources.base import ClusterSource
-
-
-def _unreachable(node: NodeMetrics) -> PlainTextResponse:
-    return PlainTextResponse(
-        f"502 Bad Gateway: {node.hostname} is not answering (host down)\n", status_code=502
-    )
+from gpudoc.tools.sources.base import ClusterSource, UnknownNodeError
 
 
 def add_exporter_routes(app: FastAPI, source: ClusterSource, exporter: DcgmExporter) -> None:
     """Mount the per-node dcgm-exporter and node_exporter pages of ``source`` on ``app``."""
 
-    @app.get("/metrics/gpu/{node_id}/metrics")
-    async def gpu_exporter(node_id: str) -> PlainTextResponse:
-        node = await source.node_metrics(node_id)
+    async def page(host: str, render: Callable[[NodeMetrics], str]) -> PlainTextResponse:
+        try:
+            node = await source.node_metrics(host)
+        except UnknownNodeError:
+            return PlainTextResponse(f"no exporter for host '{host}'\n", status_code=404)
         if not node.reachable:
-            return _unreachable(node)
-        return PlainTextResponse(exporter.render_node(node), media_type=CONTENT_TYPE)
+            return PlainTextResponse(f"502 Bad Gateway: {host} does not answer\n", status_code=502)
+        return PlainTextResponse(render(node), media_type=CONTENT_TYPE)
 
-    @app.get("/metrics/node/{node_id}/metrics")
-    async def node_exporter(node_id: str) -> PlainTextResponse:
-        node = await source.node_metrics(node_id)
-        if not node.reachable:
-            return _unreachable(node)
-        return PlainTextResponse(render_node_exporter(node), media_type=CONTENT_TYPE)
+    @app.get("/metrics/gpu/{host}/metrics")
+    async def gpu_exporter(host: str) -> PlainTextResponse:
+        return await page(host, exporter.render_node)
+
+    @app.get("/metrics/node/{host}/metrics")
+    async def node_exporter(host: str) -> PlainTextResponse:
+        return await page(host, render_node_exporter)
 
     @app.get("/metrics")
     async def whole_cluster() -> PlainTextResponse:

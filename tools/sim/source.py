@@ -9,6 +9,7 @@ series is stale, or any alert of a critical rule (``alerts.CRITICAL_RULES``) is 
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Literal, Sequence
 
@@ -21,12 +22,13 @@ from gpudoc.tools.models import (
     SlurmSnapshot,
     SlurmSummary,
 )
-from gpudoc.tools.sim.alerts import CRITICAL_RULES, AlertEvaluator, default_rules, rules_created_at
+from gpudoc.tools.sim.alerts import CRITICAL_RULES, default_rules, rules_created_at
 from gpudoc.tools.sim.baseline import SCRAPE_S, Baseline
 from gpudoc.tools.sim.clock import DEFAULT_NOW, SimClock
 from gpudoc.tools.sim.faults import Fault, build_fault
 from gpudoc.tools.sim.noise import Noise
 from gpudoc.tools.sim.plan import JobPlan, generate_baseline
+from gpudoc.tools.sim.rule_book import RuleBook
 from gpudoc.tools.sim.scenarios import GroundTruth, ScenarioPlacement, parse_scenario
 from gpudoc.tools.sim.slurm import SlurmView
 from gpudoc.tools.sim.telemetry import Telemetry
@@ -35,6 +37,8 @@ from gpudoc.tools.sources.base import ClusterSource, UnknownNodeError
 
 #: How far before the anchor the alert evaluator starts (all scenario onsets lie within it).
 ALERT_HORIZON_S = 75 * 60
+#: The most points ``slurm_history`` returns; longer windows are thinned evenly.
+SLURM_HISTORY_POINTS = 720
 
 
 class SimSource(ClusterSource):
@@ -49,9 +53,9 @@ class SimSource(ClusterSource):
         anchor_epoch = clock.anchor.timestamp()
         self.telemetry = Telemetry(topo, Baseline(topo, plan, noise, anchor_epoch), faults)
         self.slurm_view = SlurmView(topo, plan, faults, self.telemetry.at_rel)
-        self.rules = default_rules(topo.spec, rules_created_at(clock.anchor))
         start = int((anchor_epoch - ALERT_HORIZON_S) // SCRAPE_S)
-        self.evaluator = AlertEvaluator(self.rules, self.telemetry, topo, start)
+        self.rule_book = RuleBook(default_rules(topo.spec, rules_created_at(clock.anchor)), self.telemetry, topo,
+                                  start, self.slurm_view.alert_readings)
         self.ground_truth: list[GroundTruth] = [f.truth() for f in faults]
 
     @classmethod
@@ -110,18 +114,51 @@ class SimSource(ClusterSource):
         return [self.telemetry.series(n, g, first, last) for n in nodes for g in range(self.topo.gpus_per_node)]
 
     async def alert_rules(self) -> list[AlertRule]:
-        return [rule.model_copy() for rule in self.rules]
+        return self.rule_book.rules()
 
     async def alert_history(self, limit: int = 50) -> list[AlertEvent]:
-        return self.evaluator.history(self._bucket(), limit)
+        events = self.rule_book.events(self._bucket())
+        return sorted(events, key=lambda e: int(e.id), reverse=True)[:max(0, limit)]
 
     async def active_alerts(self) -> list[AlertEvent]:
         """Events firing now (a convenience of the simulator; not part of ``ClusterSource``)."""
-        self.evaluator.advance_to(self._bucket())
-        return [e.model_copy() for e in self.evaluator.events if e.active]
+        return [e for e in self.rule_book.events(self._bucket()) if e.active]
+
+    # ---- alert rules, as an alerting backend edits them (not part of ``ClusterSource``) ----
+    def create_rule(self, **fields: object) -> AlertRule:
+        """A new rule (fields of ``AlertRule`` but the times), evaluated from now on."""
+        now = self.clock.now()
+        rule = AlertRule.model_validate({**fields, "created_at": now, "updated_at": now})
+        return self.rule_book.create(rule, self._bucket())
+
+    def update_rule(self, rule_id: str, **changes: object) -> AlertRule:
+        """The rule with ``changes`` applied, evaluated afresh from now on; ``UnknownRuleError``."""
+        current = self.rule_book.rule(rule_id)
+        rule = AlertRule.model_validate({**current.model_dump(), **changes, "id": rule_id,
+                                         "updated_at": self.clock.now()})
+        return self.rule_book.replace(rule, self._bucket())
+
+    def delete_rule(self, rule_id: str) -> None:
+        """Remove the rule and its events; ``UnknownRuleError`` when there is none."""
+        self.rule_book.delete(rule_id, self._bucket())
 
     async def slurm(self) -> SlurmSnapshot:
         return self.slurm_view.snapshot(self.clock.elapsed_s(), self.clock.now())
+
+    def slurm_history(self, start: datetime, end: datetime, max_points: int = SLURM_HISTORY_POINTS) -> list[SlurmSnapshot]:
+        """Node states and queue counts at the scrapes from ``start`` to ``end`` (never after now),
+        newest first, without job lists: GPU Watchdog's Slurm history."""
+        last = min(math.floor(end.timestamp() / SCRAPE_S), self._bucket())
+        first = math.ceil(start.timestamp() / SCRAPE_S)
+        if last < first:
+            return []
+        step = max(1, math.ceil((last - first + 1) / max_points))
+        points = []
+        for bucket in range(last, first - 1, -step):
+            t = self.telemetry.rel(bucket)
+            points.append(SlurmSnapshot(nodes=[self.slurm_view.node(n, t) for n in range(self.topo.nodes)],
+                                        queue=self.slurm_view.queue(t), timestamp=self.telemetry.stamp(bucket)))
+        return points
 
     async def cluster_status(self) -> ClusterStatus:
         nodes = await self.current_metrics()

@@ -20,7 +20,6 @@ from gpudoc.tools.models import (
     ClusterStatus,
     GpuSeries,
     NodeMetrics,
-    SignalGap,
     Silence,
     SlurmSnapshot,
 )
@@ -58,8 +57,8 @@ class DiagnosisScope(BaseModel):
 
     Why: on a thousand nodes the diagnosis must not pull every GPU's readings and history. A source
     that can ask its backend "which nodes show anything an analyzer could report?" names those
-    (``focus``); only they are fetched in full, while counts, the cluster-wide baselines some rules
-    compare against, and the signals the source lacks cover the whole cluster.
+    (``focus``); only they are fetched in full, while the counts and the cluster-wide baselines some
+    rules compare against cover the whole cluster.
     """
 
     focus: list[str] = Field(description="node ids worth a full look, in the cluster's order")
@@ -69,7 +68,6 @@ class DiagnosisScope(BaseModel):
     link_downed_medians: dict[str, float] = Field(
         default_factory=dict, description="median link_downed_total per InfiniBand port ('mlx5_0/1') cluster-wide"
     )
-    gaps: list[SignalGap] = Field(default_factory=list, description="signals the source lacks cluster-wide")
 
 
 class ClusterSource(abc.ABC):
@@ -84,6 +82,9 @@ class ClusterSource(abc.ABC):
     #: whether ``diagnosis_scope`` screens the cluster in the backend (the diagnosis then fetches
     #: only the nodes it names); sources without it are read in full
     screens_cluster: bool = False
+    #: whether the source notes each signal it lacks itself (``sources.notes``), naming the field and
+    #: how to enable it; the diagnosis then adds no generic "not reported" lines of its own
+    reports_gaps: bool = False
 
     @abc.abstractmethod
     async def cluster_status(self) -> ClusterStatus: ...

@@ -1,42 +1,47 @@
 """``watchdog``: cluster facts from a GPU Watchdog backend's REST API.
 
-Why this adapter exists: sites that already run GPU Watchdog (Prometheus + DCGM exporter +
-Slurm behind one small REST API) can point gpudoc at it with ``BACKEND_BASE_URL`` and nothing else.
+Why this adapter exists: sites that already run GPU Watchdog (its Express backend, whose
+collector scrapes one exporter per node and a Slurm exporter) can point gpudoc at it with
+``BACKEND_BASE_URL`` and nothing else.
 
 What it does beyond HTTP: retries connection failures and 5xx answers a few times with a short
-backoff (never 4xx), turns every failure into one ``SourceError`` that names the URL and what to
-check, validates every body against the API's exact shapes (``watchdog_shapes``) and maps them to
-``gpudoc.tools.models``. Facts the API does not carry (XIDs, ECC, remapped rows, clock-event
-reasons, PCIe, NVLink, UUIDs, the Slurm job list) stay ``None``; nothing is filled in.
+backoff (never 4xx) and turns every failure into one ``SourceError`` that names the URL and what
+to check. It reads the real backend's shapes (``watchdog_shapes``) leniently: a field that is
+missing or unexpected becomes ``None`` with a note (``sources.notes``) that reaches the tool
+output, a record that cannot be read is left out with a note, and only a body that is not the
+API's JSON at all is an error. Facts the API does not carry (XIDs, ECC, remapped rows,
+clock-event reasons, PCIe, NVLink, UUIDs, the Slurm job list) stay ``None``.
 
-A node that Slurm lists but the metrics endpoint does not has no live GPU series (host down,
-exporter dead): it is reported as ``NodeMetrics(reachable=False, gpus=[])`` rather than dropped,
-so that "is node-5 ok?" gets an answer instead of "unknown node".
+One request serves most questions: ``GET /api/metrics/current`` carries the collector's whole
+state (reporting nodes, the full Slurm object, its time), so the cluster summary, the node list
+and Slurm's view all come from it, consistent with each other. The backend's own
+``/api/cluster/status`` is not used: its ``healthy`` means "some node reports" and its
+``nodeCount`` leaves out the nodes that went silent, which this source counts instead (see
+``watchdog_mapping``). Alert events are asked for in the largest batch the backend gives
+(``ALERT_EVENTS_CAP``), because it returns the oldest first; they are ordered newest first here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from gpudoc.tools.models import (
     AlertEvent,
     AlertRule,
     ClusterStatus,
-    GpuMetrics,
     GpuSeries,
     NodeMetrics,
-    QueueCounts,
-    SlurmNode,
     SlurmSnapshot,
-    SlurmSummary,
 )
+from gpudoc.tools.sources import watchdog_mapping as mapping
 from gpudoc.tools.sources.base import (
     ClusterSource,
     SourceError,
@@ -44,31 +49,42 @@ from gpudoc.tools.sources.base import (
     SourceUnavailableError,
     normalise_node_id,
 )
+from gpudoc.tools.sources.notes import collecting_notes, note
 from gpudoc.tools.sources.watchdog_shapes import (
     AlertEventWire,
     AlertRuleWire,
-    ClusterStatusWire,
     CurrentMetricsWire,
     HistoryWire,
     NodeWire,
-    SlurmNodeWire,
-    SlurmSummaryWire,
     SlurmWire,
 )
-
-WireT = TypeVar("WireT")
+from gpudoc.tools.sources.wire import Records, describe_errors, read_wire, wire_issues
 
 #: HTTP statuses worth another try: the backend or a proxy in front of it is briefly unwell.
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 
-#: Watchdog's coarse Slurm status to slurmrestd's state array (base state first, then flags).
-SLURM_STATUS_TO_STATE: dict[str, list[str]] = {
-    "idle": ["IDLE"],
-    "alloc": ["ALLOCATED"],
-    "mix": ["MIXED"],
-    "down": ["DOWN"],
-    "drain": ["IDLE", "DRAIN"],
-}
+#: The most events ``GET /api/alerts/events/history`` returns; it returns the oldest first.
+ALERT_EVENTS_CAP = 1000
+
+#: How long one reading of ``/api/metrics/current`` serves further calls (the backend's collector
+#: refreshes every 10 s by default).
+STATE_REUSE_S = 2.0
+
+
+@dataclass(frozen=True)
+class _SharedState:
+    loop: asyncio.AbstractEventLoop
+    started: float
+    task: asyncio.Task[tuple["CollectorState", list[str]]]
+
+
+@dataclass(frozen=True)
+class CollectorState:
+    """One reading of the backend's collector state: nodes (silent ones included), Slurm, when."""
+
+    nodes: list[NodeMetrics]
+    slurm: SlurmWire | None
+    last_updated: datetime
 
 
 class WatchdogSource(ClusterSource):
@@ -84,6 +100,7 @@ class WatchdogSource(ClusterSource):
         retries: int = 2,
         backoff_s: float = 0.25,
         transport: httpx.AsyncBaseTransport | None = None,
+        state_reuse_s: float = STATE_REUSE_S,
     ):
         self.base_url = _checked_base_url(base_url)
         self.timeout_s = timeout_s
@@ -92,38 +109,24 @@ class WatchdogSource(ClusterSource):
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self.state_reuse_s = state_reuse_s
+        self._shared_state: _SharedState | None = None
 
     # ---- ClusterSource ------------------------------------------------------------------------
 
     async def cluster_status(self) -> ClusterStatus:
-        wire = await self._get_json("/api/cluster/status", ClusterStatusWire)
-        return ClusterStatus(
-            healthy=wire.healthy,
-            node_count=wire.node_count,
-            gpu_count=wire.gpu_count,
-            avg_utilization_pct=wire.avg_utilization,
-            avg_temperature_c=wire.avg_temperature,
-            memory_used_gb=wire.memory_used_gb,
-            memory_total_gb=wire.memory_total_gb,
-            slurm=_slurm_summary(wire.slurm),
-            last_updated=wire.last_updated,
-        )
+        state = await self._state()
+        return mapping.cluster_status(state.nodes, state.slurm, state.last_updated)
 
     async def current_metrics(self) -> list[NodeMetrics]:
-        current, slurm = await asyncio.gather(
-            self._get_json("/api/metrics/current", CurrentMetricsWire), self._slurm_nodes_hint()
-        )
-        nodes = [_node_metrics(node) for node in current.nodes]
-        if slurm is None:
-            return nodes
-        return _with_silent_slurm_nodes(nodes, slurm.nodes, current.last_updated)
+        return (await self._state()).nodes
 
     async def node_metrics(self, node_id: str) -> NodeMetrics:
         path = f"/api/metrics/gpu/{quote(node_id, safe='')}"
-        wire = await self._get_json_or_none(path, NodeWire)
+        wire = await self._get_json(path, NodeWire, none_on_404=True)
         if wire is not None:
-            return _node_metrics(wire)
-        # Not a live node under that exact id: a loose spelling, a silent node, or a typo.
+            return mapping.node_metrics(wire, datetime.now(UTC))
+        # Not a reporting node under that exact id: a loose spelling, a silent node, or a typo.
         nodes = await self.current_metrics()
         resolved = normalise_node_id(node_id, [node.node_id for node in nodes])
         return next(node for node in nodes if node.node_id == resolved)
@@ -134,52 +137,74 @@ class WatchdogSource(ClusterSource):
         params: dict[str, str | int] = {"duration": duration_minutes}
         if node_id is not None:
             params["nodeId"] = node_id
-        path = "/api/metrics/history/gpu"
-        if node_id is None:
-            wire: HistoryWire | None = await self._get_json(path, HistoryWire, params=params)
-        else:
-            wire = await self._get_json_or_none(path, HistoryWire, params=params)
-        if node_id is not None and (wire is None or not wire.data):
+        wire = await self._get_json("/api/metrics/history/gpu", HistoryWire, params=params)
+        if node_id is not None and not wire.data:
+            # The backend answers an unknown node with no data, not an error.
             resolved = await self.resolve_node(node_id)  # raises UnknownNodeError with valid ids
             if resolved != node_id:
                 return await self.gpu_history(resolved, duration_minutes)
-        if wire is None:
-            return []
         return [series.to_model() for series in wire.data]
 
     async def alert_rules(self) -> list[AlertRule]:
-        rules = await self._get_json("/api/alerts", list[AlertRuleWire])
+        rules = await self._get_json("/api/alerts", Records[AlertRuleWire])
         return [rule.to_model() for rule in rules]
 
     async def alert_history(self, limit: int = 50) -> list[AlertEvent]:
         events = await self._get_json(
-            "/api/alerts/events/history", list[AlertEventWire], params={"limit": limit}
+            "/api/alerts/events/history", Records[AlertEventWire], params={"limit": ALERT_EVENTS_CAP}
         )
-        mapped = [event.to_model() for event in events]
-        mapped.sort(key=lambda event: event.fired_at, reverse=True)
-        return mapped[:limit]
+        if len(events) + len(events.dropped) >= ALERT_EVENTS_CAP:
+            note(
+                f"alert history: the backend returns at most {ALERT_EVENTS_CAP} events, oldest first, "
+                "and returned that many: newer events, including ones firing now, may be missing"
+            )
+        mapped = sorted((event.to_model() for event in events), key=_newest_first, reverse=True)
+        return mapped[: max(0, limit)]
 
     async def slurm(self) -> SlurmSnapshot | None:
-        slurm, current = await asyncio.gather(
-            self._slurm_wire_if_any(), self._get_json("/api/metrics/current", CurrentMetricsWire)
-        )
-        if slurm is None:
+        state = await self._state()
+        if state.slurm is None:
             return None
-        gpu_counts: dict[str, int] = {}
-        for node in current.nodes:
-            gpu_counts[node.node_id] = gpu_counts[node.hostname] = len(node.gpus)
-        return SlurmSnapshot(
-            nodes=[_slurm_node(node, gpu_counts.get(node.node, 0)) for node in slurm.nodes],
-            jobs=None,
-            partitions=None,
-            queue=QueueCounts(**slurm.queue.model_dump()),
-            timestamp=datetime.now(UTC),
-        )
+        return mapping.slurm_snapshot(state.slurm, mapping.gpu_counts(state.nodes), state.last_updated)
 
     async def aclose(self) -> None:
+        self._shared_state = None
         client, self._client, self._client_loop = self._client, None, None
         if client is not None:
             await client.aclose()
+
+    async def _state(self) -> CollectorState:
+        """The collector state, fetched once for all the calls of the next ``state_reuse_s``.
+
+        Tools of one agent round run in parallel, and one tool often needs the state twice
+        (resolve a node id, then read Slurm): they share one request. The backend refreshes its
+        state every ``COLLECT_INTERVAL`` (10 s by default), so reuse within that costs nothing
+        in freshness. Each caller gets the notes the reading made. ``state_reuse_s=0`` turns
+        the sharing off.
+        """
+        if self.state_reuse_s <= 0:  # sharing off
+            state, notes = await self._fetch_state()
+            for line in notes:
+                note(line)
+            return state
+        loop = asyncio.get_running_loop()
+        shared = self._shared_state
+        if shared is None or shared.loop is not loop or (shared.task.done() and (
+                shared.task.cancelled() or shared.task.exception() is not None
+                or loop.time() - shared.started > self.state_reuse_s)):
+            shared = self._shared_state = _SharedState(loop, loop.time(), loop.create_task(self._fetch_state()))
+        state, notes = await asyncio.shield(shared.task)
+        for line in notes:
+            note(line)
+        return state
+
+    async def _fetch_state(self) -> tuple[CollectorState, list[str]]:
+        with collecting_notes() as notes:
+            current = await self._get_json("/api/metrics/current", CurrentMetricsWire)
+            as_of = current.last_updated or datetime.now(UTC)
+            nodes = [mapping.node_metrics(node, as_of) for node in current.nodes or []]
+            state = CollectorState(mapping.with_silent_nodes(nodes, current.slurm, as_of), current.slurm, as_of)
+        return state, notes.lines
 
     # ---- HTTP ---------------------------------------------------------------------------------
 
@@ -196,36 +221,22 @@ class WatchdogSource(ClusterSource):
             self._client_loop = loop
         return self._client
 
-    async def _slurm_nodes_hint(self) -> SlurmWire | None:
-        """Slurm's node list to name silent nodes; a failing Slurm endpoint must not hide the
-        GPU metrics, so its errors mean "no hint" here (``slurm()`` still reports them)."""
-        try:
-            return await self._slurm_wire_if_any()
-        except SourceError:
-            return None
-
-    async def _slurm_wire_if_any(self) -> SlurmWire | None:
-        """The Slurm view, or ``None`` when the backend has no Slurm (404)."""
-        return await self._get_json_or_none("/api/metrics/slurm", SlurmWire)
-
-    async def _get_json_or_none(
-        self, path: str, shape: type[WireT], *, params: dict[str, str | int] | None = None
-    ) -> WireT | None:
-        """Like ``_get_json``, but a 404 (unknown node, no Slurm) is ``None``, not an error."""
-        return await self._get_json(path, shape, params=params, none_on_404=True)
-
     async def _get_json(
         self,
         path: str,
-        shape: type[WireT],
+        shape: Any,
         *,
         params: dict[str, str | int] | None = None,
         none_on_404: bool = False,
-    ) -> WireT:
+    ) -> Any:
+        """``GET path`` read as ``shape``; what had to give is passed on as notes.
+
+        ``none_on_404``: a 404 (an id the backend does not have) is ``None``, not an error.
+        """
         response = await self._get(path, params)
         endpoint = f"GET {path}"
         if response.status_code == 404 and none_on_404:
-            return None  # type: ignore[return-value]  # only via _get_json_or_none
+            return None
         if response.status_code >= 400:
             raise SourceProtocolError(
                 f"The GPU Watchdog backend at {self.base_url} rejected {endpoint} with HTTP "
@@ -241,12 +252,14 @@ class WatchdogSource(ClusterSource):
                 "GPU Watchdog API?"
             ) from None
         try:
-            return _adapter(shape).validate_python(payload)
+            wire = read_wire(shape, payload)
         except ValidationError as exc:
             raise SourceProtocolError(
                 f"The GPU Watchdog backend at {self.base_url} returned an unexpected shape for "
-                f"{endpoint}: {_describe_validation(exc)}. Is the backend a compatible version?"
+                f"{endpoint}: {describe_errors(exc, shown=3)}. Is the backend a compatible version?"
             ) from None
+        mapping.note_issues(endpoint, wire_issues(wire))
+        return wire
 
     async def _get(self, path: str, params: dict[str, str | int] | None) -> httpx.Response:
         """GET with retries on connection trouble and 5xx; 4xx are returned for the caller."""
@@ -283,6 +296,11 @@ class WatchdogSource(ClusterSource):
         raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+def _newest_first(event: AlertEvent) -> tuple[datetime, int]:
+    """Firing time, then the backend's id (its insertion order) for events of the same scrape."""
+    return event.fired_at, int(event.id) if event.id.isdigit() else -1
+
+
 def _checked_base_url(base_url: str) -> str:
     url = base_url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
@@ -291,83 +309,6 @@ def _checked_base_url(base_url: str) -> str:
             "(for example http://localhost:3001). Set BACKEND_BASE_URL or --backend-url."
         )
     return url
-
-
-# ---- mapping wire shapes to models ------------------------------------------------------------
-
-_ADAPTERS: dict[object, TypeAdapter[object]] = {}
-
-
-def _adapter(shape: type[WireT]) -> TypeAdapter[WireT]:
-    if shape not in _ADAPTERS:
-        _ADAPTERS[shape] = TypeAdapter(shape)
-    return _ADAPTERS[shape]  # type: ignore[return-value]
-
-
-def _slurm_summary(wire: SlurmSummaryWire | None) -> SlurmSummary | None:
-    return None if wire is None else SlurmSummary(**wire.model_dump())
-
-
-def _node_metrics(node: NodeWire) -> NodeMetrics:
-    return NodeMetrics(
-        node_id=node.node_id,
-        hostname=node.hostname,
-        timestamp=node.timestamp,
-        reachable=True,
-        gpus=[
-            GpuMetrics(
-                node_id=node.node_id,
-                index=int(gpu.gpu),
-                model=gpu.gpu_name,
-                utilization_pct=gpu.utilization,
-                memory_used_mib=gpu.memory_used_mb,
-                memory_total_mib=gpu.memory_total_mb,
-                temperature_c=gpu.temperature_c,
-                power_w=gpu.power_usage_w,
-                memory_util_pct=gpu.memory_utilization,
-                sm_clock_mhz=gpu.sm_clock_mhz,
-                mem_clock_mhz=gpu.mem_clock_mhz,
-                last_seen=node.timestamp,
-            )
-            for gpu in sorted(node.gpus, key=lambda g: _gpu_sort_key(g.gpu))
-        ],
-    )
-
-
-def _gpu_sort_key(gpu: str) -> tuple[int, str]:
-    return (int(gpu), gpu) if gpu.isdigit() else (1 << 30, gpu)
-
-
-def _with_silent_slurm_nodes(
-    nodes: list[NodeMetrics], slurm_nodes: list[SlurmNodeWire], as_of: datetime
-) -> list[NodeMetrics]:
-    """Add the Slurm nodes that have no live metrics as unreachable, in Slurm's node order."""
-    known = {node.node_id for node in nodes} | {node.hostname for node in nodes}
-    silent = [
-        NodeMetrics(node_id=s.node, hostname=s.node, timestamp=as_of, reachable=False)
-        for s in slurm_nodes
-        if s.node not in known
-    ]
-    if not silent:
-        return nodes
-    slurm_order = {s.node: i for i, s in enumerate(slurm_nodes)}
-
-    def position(node: NodeMetrics) -> int:
-        return slurm_order.get(node.node_id, slurm_order.get(node.hostname, len(slurm_order)))
-
-    return sorted(nodes + silent, key=position)
-
-
-def _slurm_node(node: SlurmNodeWire, gpus_total: int) -> SlurmNode:
-    return SlurmNode(
-        name=node.node,
-        state=list(SLURM_STATUS_TO_STATE[node.status]),
-        cpus_total=node.cpus_total,
-        cpus_alloc=node.cpus_alloc,
-        memory_total_mb=round(node.mem_total),
-        memory_alloc_mb=round(node.mem_alloc),
-        gpus_total=gpus_total,
-    )
 
 
 # ---- error messages ---------------------------------------------------------------------------
@@ -403,15 +344,3 @@ def _error_detail(response: httpx.Response) -> str:
         text = " ".join(body["error"].split())
         return f": {text[:ERROR_DETAIL_MAX_CHARS]}" + ("…" if len(text) > ERROR_DETAIL_MAX_CHARS else "")
     return ""
-
-
-def _describe_validation(exc: ValidationError, shown: int = 3) -> str:
-    problems = []
-    for error in exc.errors()[:shown]:
-        path = ""
-        for part in error["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        problems.append(f"field '{path or '(top level)'}': {error['msg']}")
-    more = exc.error_count() - shown
-    return "; ".join(problems) + (f" (and {more} more problems)" if more > 0 else "")
-

@@ -1,117 +1,192 @@
-"""The GPU Watchdog REST API's JSON shapes, field for field, as pydantic models.
+"""The GPU Watchdog REST API's JSON shapes, field for field, as the real backend sends them.
 
-Why a module of its own: the client (``WatchdogSource``) parses these shapes and the simulator's
-server (``gpudoc sim``) renders them, so both sides share one definition and cannot drift apart.
-The models mirror the original backend exactly: camelCase names on the wire (including its mixed
-spellings ``memoryUsedMB`` in current metrics and ``memoryUsedMb`` in history), no extra fields.
-Unknown fields a newer backend might add are ignored when parsing rather than rejected.
+Why one module for both directions: the client (``WatchdogSource``) reads these shapes and the
+simulator's server (``gpudoc sim``) writes them. What they say is taken from the real backend
+(``tests/fixtures/gpu_watchdog/``, recorded from it, and its public source): camelCase names,
+its mixed spellings (``memoryUsedMB`` in current metrics, ``memoryUsedMb`` in history), times
+as ISO 8601 strings on node readings and ``lastUpdated`` but epoch-millisecond numbers in
+history points and ranges, alert rules and events, numeric event ids, and the full Slurm
+object (``nodes``, ``queue``) under ``slurm`` in ``/api/metrics/current``. The contract tests
+check the simulator's responses and the recordings against one independent description.
 
-Timestamps are ISO 8601 strings; they are rendered the way JavaScript's ``toISOString()`` does
-(``2025-01-01T12:00:00.000Z``) and accepted with ``Z`` or an offset. A timestamp without a zone is
-taken as UTC.
+Reading is lenient (``sources.wire``), because one odd field must not cost the whole
+cluster: an optional field that is missing or unusable becomes ``None`` and is listed (``"slurm.
+queue not reported by this backend"``); a record without a required field (a GPU without its
+index or temperature, an event without its rule) is left out of its list, and listed.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from gpudoc.tools.models import AlertEvent, AlertRule, GpuSample, GpuSeries
+from gpudoc.tools.models import AlertCondition, AlertEvent, AlertRule, GpuSample, GpuSeries
+from gpudoc.tools.sources.wire import EpochMs, IsoTime, LenientModel, Records, TextId, epoch_ms
 
 
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def iso_z(value: datetime) -> str:
-    """``toISOString()`` form: UTC, milliseconds, ``Z``."""
-    return _as_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _id_as_text(value: object) -> object:
-    # The original's ids are strings; a backend on an integer-keyed database would send numbers.
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-Timestamp = Annotated[datetime, AfterValidator(_as_utc), PlainSerializer(iso_z, return_type=str)]
-WireId = Annotated[str, BeforeValidator(_id_as_text)]
-Condition = Literal["gt", "lt", "eq", "gte", "lte"]
-SlurmNodeStatus = Literal["idle", "alloc", "mix", "down", "drain"]
-
-
-class WireModel(BaseModel):
-    """camelCase on the wire, snake_case in Python; serialise with ``by_alias=True``."""
+class WireModel(LenientModel):
+    """camelCase on the wire (``to_camel``), snake_case in Python; numbers written as
+    JavaScript writes them (``81920``, not ``81920.0``)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    def to_wire(self) -> dict[str, object]:
-        return self.model_dump(mode="json", by_alias=True)
+    def to_wire(self, *, exclude: set[str] | None = None) -> dict[str, Any]:
+        return _js_numbers(super().to_wire(exclude=exclude))
 
 
-# ---- /api/cluster/status -------------------------------------------------------------------
+def _js_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _js_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_js_numbers(item) for item in value]
+    return value
+
+
+# ---- GET /api/cluster/status -------------------------------------------------------------------
 
 
 class SlurmSummaryWire(WireModel):
-    cpus_total: int
-    cpus_alloc: int
-    cpus_idle: int
-    nodes_total: int
-    jobs_pending: int
-    jobs_running: int
+    cpus_total: int | None = None
+    cpus_alloc: int | None = None
+    cpus_idle: int | None = None
+    nodes_total: int | None = None
+    jobs_pending: int | None = None
+    jobs_running: int | None = None
 
 
 class ClusterStatusWire(WireModel):
-    healthy: bool
-    node_count: int
-    gpu_count: int
-    avg_utilization: float
-    avg_temperature: float
-    memory_used_gb: float = Field(alias="memoryUsedGB")
-    memory_total_gb: float = Field(alias="memoryTotalGB")
-    slurm: SlurmSummaryWire | None
-    last_updated: Timestamp
+    """The backend's one-glance summary. Its ``healthy`` is true while any node reports, and
+    ``nodeCount``/``gpuCount`` count only the nodes that report."""
+
+    healthy: bool | None = None
+    node_count: int | None = None
+    gpu_count: int | None = None
+    avg_utilization: float | None = None
+    avg_temperature: float | None = None
+    memory_used_gb: float | None = Field(None, alias="memoryUsedGB")
+    memory_total_gb: float | None = Field(None, alias="memoryTotalGB")
+    slurm: SlurmSummaryWire | None = None
+    last_updated: IsoTime | None = None
 
 
-# ---- /api/metrics/current and /api/metrics/gpu/{nodeId} -------------------------------------
+# ---- GET /api/metrics/current, /api/metrics/gpu/{nodeId}, /api/metrics/slurm --------------------
 
 
 class GpuWire(WireModel):
-    """One GPU of a node. Memory figures are what nvidia-smi and DCGM call MiB."""
+    """One GPU of a node, as the collector parsed it from the node's exporter.
+
+    The collector writes 0 for a series the exporter lacks: without ``DCGM_FI_DEV_FB_TOTAL``
+    (not in dcgm-exporter's default set) ``memoryTotalMB`` is 0, and without a ``gpu_name``
+    label ``gpuName`` is ``"Unknown"``.
+    """
+
+    record_key: ClassVar[str | None] = "gpu"
 
     gpu: str = Field(description='the GPU index as a string, "0"')
-    gpu_name: str
+    gpu_name: str | None = Field(None, description="spaces written as underscores by the exporter")
     utilization: float
-    memory_utilization: float | None
+    memory_utilization: float | None = None
     memory_used_mb: float = Field(alias="memoryUsedMB")
-    memory_free_mb: float = Field(alias="memoryFreeMB")
-    memory_total_mb: float = Field(alias="memoryTotalMB")
+    memory_free_mb: float | None = Field(None, alias="memoryFreeMB")
+    memory_total_mb: float | None = Field(None, alias="memoryTotalMB")
     temperature_c: float = Field(alias="temperatureC")
     power_usage_w: float = Field(alias="powerUsageW")
-    sm_clock_mhz: float | None = Field(alias="smClockMHz")
-    mem_clock_mhz: float | None = Field(alias="memClockMHz")
+    sm_clock_mhz: float | None = Field(None, alias="smClockMHz")
+    mem_clock_mhz: float | None = Field(None, alias="memClockMHz")
 
 
 class NodeWire(WireModel):
+    """A node whose exporter answered the last scrape; ``nodeId`` is ``node-<position in the
+    collector's endpoint list>``, ``hostname`` comes from the endpoint's URL."""
+
+    record_key: ClassVar[str | None] = "node_id"
+
     node_id: str
-    hostname: str
-    gpus: list[GpuWire]
-    timestamp: Timestamp
+    hostname: str | None = None
+    gpus: Records[GpuWire] | None = None
+    timestamp: IsoTime | None = None
+
+
+class SlurmNodeWire(WireModel):
+    """One Slurm node. ``status`` is the exporter's label: ``idle|alloc|mix|down|drain`` as the
+    backend types it, though prometheus-slurm-exporter writes sinfo's long names (``allocated``,
+    ``drained``, ``down*``), which the backend passes through."""
+
+    record_key: ClassVar[str | None] = "node"
+
+    node: str
+    status: str | None = None
+    cpus_alloc: int
+    cpus_idle: int | None = None
+    cpus_total: int
+    mem_alloc: float = Field(description="MB")
+    mem_total: float = Field(description="MB")
+
+
+class SlurmQueueWire(WireModel):
+    pending: int | None = None
+    running: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    cancelled: int | None = None
+
+
+class SlurmWire(WireModel):
+    """``GET /api/metrics/slurm``, and ``slurm`` in ``GET /api/metrics/current``."""
+
+    nodes: Records[SlurmNodeWire] | None = None
+    cpus_total: int | None = None
+    cpus_alloc: int | None = None
+    cpus_idle: int | None = None
+    nodes_total: int | None = None
+    nodes_idle: int | None = None
+    nodes_alloc: int | None = None
+    queue: SlurmQueueWire | None = None
 
 
 class CurrentMetricsWire(WireModel):
-    nodes: list[NodeWire]
-    slurm: SlurmSummaryWire | None
-    last_updated: Timestamp
+    """The collector's whole state: reporting nodes, Slurm (``null`` without Slurm), when."""
+
+    nodes: Records[NodeWire] | None = None
+    slurm: SlurmWire | None = None
+    last_updated: IsoTime | None = None
 
 
-# ---- /api/metrics/history/gpu --------------------------------------------------------------
+# ---- GET /api/cluster/nodes --------------------------------------------------------------------
+
+
+class GpuSummaryWire(WireModel):
+    record_key: ClassVar[str | None] = "index"
+
+    index: str
+    name: str | None = None
+    utilization: float | None = None
+    memory_used_mb: float | None = Field(None, alias="memoryUsedMB")
+    memory_total_mb: float | None = Field(None, alias="memoryTotalMB")
+    temperature_c: float | None = Field(None, alias="temperatureC")
+    power_usage_w: float | None = Field(None, alias="powerUsageW")
+
+
+class NodeSummaryWire(WireModel):
+    record_key: ClassVar[str | None] = "node_id"
+
+    node_id: str
+    hostname: str | None = None
+    gpu_count: int | None = None
+    gpus: Records[GpuSummaryWire] | None = None
+    timestamp: IsoTime | None = None
+
+
+# ---- GET /api/metrics/history/gpu and /api/metrics/history/slurm ---------------------------------
 
 
 class HistoryPointWire(WireModel):
-    timestamp: Timestamp
+    timestamp: EpochMs
     utilization: float
     memory_used_mb: float  # "memoryUsedMb": the history endpoint spells it this way
     memory_total_mb: float
@@ -120,28 +195,34 @@ class HistoryPointWire(WireModel):
 
 
 class GpuHistoryWire(WireModel):
+    """One GPU's stored points, newest first as the backend sends them."""
+
     node_id: str
     gpu_index: int
-    data: list[HistoryPointWire]
+    data: Records[HistoryPointWire]
 
     # Both directions of the history mapping live here; the API carries no clocks or counters.
-    @classmethod
-    def from_model(cls, series: GpuSeries) -> GpuHistoryWire:
-        return cls(
-            node_id=series.node_id,
-            gpu_index=series.gpu_index,
-            data=[
-                HistoryPointWire(
-                    timestamp=sample.timestamp,
-                    utilization=sample.utilization_pct,
-                    memory_used_mb=sample.memory_used_mib,
-                    memory_total_mb=sample.memory_total_mib,
-                    temperature_c=sample.temperature_c,
-                    power_usage_w=sample.power_w,
-                )
-                for sample in series.samples
+    @staticmethod
+    def json_of(series: GpuSeries, start: datetime, end: datetime) -> dict[str, Any]:
+        """One GPU's wire JSON, its samples from ``start`` to ``end`` newest first, as the backend
+        sends them. Written directly rather than through the models: the samples are typed facts
+        already, and hours of history are tens of thousands of points."""
+        return {
+            "nodeId": series.node_id,
+            "gpuIndex": series.gpu_index,
+            "data": [
+                {
+                    "timestamp": epoch_ms(sample.timestamp),
+                    "utilization": _js_numbers(sample.utilization_pct),
+                    "memoryUsedMb": _js_numbers(sample.memory_used_mib),
+                    "memoryTotalMb": _js_numbers(sample.memory_total_mib),
+                    "temperatureC": _js_numbers(sample.temperature_c),
+                    "powerUsageW": _js_numbers(sample.power_w),
+                }
+                for sample in reversed(series.samples)
+                if start <= sample.timestamp <= end
             ],
-        )
+        }
 
     def to_model(self) -> GpuSeries:
         return GpuSeries(
@@ -162,88 +243,107 @@ class GpuHistoryWire(WireModel):
 
 
 class TimeRangeWire(WireModel):
-    start: Timestamp
-    end: Timestamp
+    start: EpochMs
+    end: EpochMs
 
 
 class HistoryWire(WireModel):
-    range: TimeRangeWire
-    data: list[GpuHistoryWire]
+    range: TimeRangeWire | None = None
+    data: Records[GpuHistoryWire]
 
 
-# ---- /api/alerts and /api/alerts/events/history --------------------------------------------
-
-
-class AlertRuleWire(WireModel):
-    id: WireId
-    name: str
-    metric: str
-    condition: Condition
-    threshold: float
-    duration: int = Field(description="seconds the condition must hold before the rule fires")
-    node_filter: str | None
-    enabled: bool
-    created_at: Timestamp
-    updated_at: Timestamp
-
-    # The original API names the hold time `duration`; everything else maps field for field.
-    @classmethod
-    def from_model(cls, rule: AlertRule) -> AlertRuleWire:
-        return cls(duration=rule.duration_seconds, **rule.model_dump(include=set(cls.model_fields) - {"duration"}))
-
-    def to_model(self) -> AlertRule:
-        return AlertRule(duration_seconds=self.duration, **self.model_dump(exclude={"duration"}))
-
-
-class AlertEventWire(WireModel):
-    id: WireId
-    rule_id: WireId
-    rule_name: str
-    node_id: str
-    metric: str
-    value: float
-    threshold: float
-    condition: Condition
-    fired_at: Timestamp
-    resolved_at: Timestamp | None
-
-    # The original API has no GPU index on events: it is dropped going out and absent coming in.
-    @classmethod
-    def from_model(cls, event: AlertEvent) -> AlertEventWire:
-        return cls(**event.model_dump(include=set(cls.model_fields)))
-
-    def to_model(self) -> AlertEvent:
-        return AlertEvent(**self.model_dump())
-
-
-# ---- /api/metrics/slurm --------------------------------------------------------------------
-
-
-class SlurmNodeWire(WireModel):
-    node: str
-    status: SlurmNodeStatus
-    cpus_alloc: int
-    cpus_idle: int
-    cpus_total: int
-    mem_alloc: int | float = Field(description="MB")
-    mem_total: int | float = Field(description="MB")
-
-
-class SlurmQueueWire(WireModel):
-    pending: int
-    running: int
-    completed: int
-    failed: int
-    cancelled: int
-
-
-class SlurmWire(WireModel):
-    nodes: list[SlurmNodeWire]
+class SlurmHistoryPointWire(WireModel):
+    timestamp: EpochMs
     cpus_total: int
     cpus_alloc: int
     cpus_idle: int
     nodes_total: int
     nodes_idle: int
     nodes_alloc: int
-    queue: SlurmQueueWire
+    queue_pending: int
+    queue_running: int
+    queue_completed: int
+    queue_failed: int
+
+
+class SlurmHistoryDataWire(WireModel):
+    data: Records[SlurmHistoryPointWire]
+
+
+class SlurmHistoryWire(WireModel):
+    """Note the nested ``data.data``: the backend wraps the points once more than for GPUs."""
+
+    range: TimeRangeWire
+    data: SlurmHistoryDataWire
+
+
+# ---- /api/alerts and /api/alerts/events/history ------------------------------------------------
+
+#: The metrics the backend's alert rules may name (its ``AlertMetricSchema``).
+WATCHDOG_ALERT_METRICS = (
+    "gpu_utilization",
+    "gpu_memory_used",
+    "gpu_memory_percent",
+    "gpu_temperature",
+    "gpu_power",
+    "slurm_cpus_alloc",
+    "slurm_queue_pending",
+    "slurm_queue_running",
+)
+
+
+class AlertRuleWire(WireModel):
+    record_key: ClassVar[str | None] = "id"
+
+    id: TextId
+    name: str
+    metric: str
+    condition: AlertCondition
+    threshold: float
+    duration: int | None = Field(None, description="seconds the condition must hold before the rule fires")
+    node_filter: str | None = Field(None, description="a regular expression over node ids")
+    enabled: bool
+    created_at: EpochMs
+    updated_at: EpochMs
+
+    # The API names the hold time `duration`; everything else maps field for field.
+    @classmethod
+    def from_model(cls, rule: AlertRule) -> AlertRuleWire:
+        return cls(duration=rule.duration_seconds, **rule.model_dump(include=set(cls.model_fields) - {"duration"}))
+
+    def to_model(self) -> AlertRule:
+        return AlertRule(duration_seconds=self.duration or 0, **self.model_dump(exclude={"duration"}))
+
+
+class AlertEventWire(WireModel):
+    """One firing. The backend's ids are integers; it has no GPU index on events."""
+
+    record_key: ClassVar[str | None] = "id"
+
+    id: int | str
+    rule_id: TextId
+    rule_name: str
+    node_id: str
+    metric: str
+    value: float
+    threshold: float
+    condition: AlertCondition
+    fired_at: EpochMs
+    resolved_at: EpochMs | None = None
+
+    @classmethod
+    def from_model(cls, event: AlertEvent) -> AlertEventWire:
+        wire_id: int | str = int(event.id) if event.id.isdigit() else event.id
+        return cls(id=wire_id, **event.model_dump(include=set(cls.model_fields) - {"id"}))
+
+    def to_model(self) -> AlertEvent:
+        return AlertEvent(id=str(self.id), **self.model_dump(exclude={"id"}))
+
+
+# ---- GET /health -------------------------------------------------------------------------------
+
+
+class HealthWire(WireModel):
+    status: str
+    timestamp: IsoTime
 

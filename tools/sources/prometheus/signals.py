@@ -3,13 +3,13 @@
 Why: dcgm-exporter exports only the fields of its counters file, and its default file leaves out
 most of what fault diagnosis needs (ECC counts, clock-event reasons, power limits, PCIe link state,
 row-remap pending, NVLink error counters). Without them a rule has nothing to look at, which must
-read as "not examined", not as "healthy". Every signal whose fields Prometheus does not hold becomes a ``SignalGap`` naming the fields and the counters file that enables them. The
-names come from Prometheus's label index (``__name__`` values), which costs nothing per series.
+read as "not examined", not as "healthy". Every signal whose fields Prometheus does not hold
+becomes one source note (``sources.notes``) naming the fields and the counters file that enables
+them, which the tools show and the diagnosis lists among its limitations. The names come from
+Prometheus's label index (``__name__`` values), which costs nothing per series.
 """
 
 from __future__ import annotations
-
-from gpudoc.tools.models import SignalGap
 
 COUNTERS_FILE = "infra/dcgm-exporter/gpudoc-counters.csv"
 ENABLE = f"add it to the exporter's counters file, e.g. run dcgm-exporter -f {COUNTERS_FILE}"
@@ -37,20 +37,15 @@ SIGNALS: dict[str, tuple[str, ...]] = {
                               "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"),
 }
 
-NVLINK_STATE_GAP = SignalGap(
-    signal="NVLink links down",
-    reason="dcgm-exporter has no per-GPU link-state field",
-    remedy="NVLink error counters, recoveries and XID 74 stand in for it; nvidia-smi nvlink -s on the node lists link states",
-)
+NVLINK_STATE = ("NVLink links down: dcgm-exporter has no per-GPU link-state field; NVLink error counters, "
+                "recoveries and XID 74 stand in for it (nvidia-smi nvlink -s on the node lists link states)")
 
 
-def signal_gaps(present: set[str]) -> list[SignalGap]:
-    """Gaps from the metric names Prometheus holds (its ``__name__`` label values)."""
+def signal_gaps(present: set[str]) -> list[str]:
+    """One line per signal the exporters do not provide, from the metric names Prometheus holds."""
     if not any(name.startswith("DCGM_") for name in present):
-        return [SignalGap(
-            signal="GPU metrics (DCGM_FI_DEV_*)", reason="Prometheus holds no dcgm-exporter series",
-            remedy="deploy NVIDIA's dcgm-exporter on every GPU node and scrape it (port 9400)",
-        )]
+        return ["GPU metrics (DCGM_FI_DEV_*): Prometheus holds no dcgm-exporter series; deploy NVIDIA's "
+                "dcgm-exporter on every GPU node and scrape it (port 9400)"]
     gaps = []
     for signal, fields in SIGNALS.items():
         if any(name in present for name in fields):
@@ -58,12 +53,9 @@ def signal_gaps(present: set[str]) -> list[SignalGap]:
         on_by_default = any(name in DEFAULT_ON for name in fields)
         reason = ("not exported, although dcgm-exporter's default counters include it (a trimmed counters file?)"
                   if on_by_default else "off in dcgm-exporter's default counters")
-        gaps.append(SignalGap(signal=f"{signal} ({', '.join(fields)})", reason=reason, remedy=ENABLE))
-    gaps.append(NVLINK_STATE_GAP)
+        gaps.append(f"{signal} ({', '.join(fields)}): {reason}; {ENABLE}")
+    gaps.append(NVLINK_STATE)
     if "node_infiniband_state_id" not in present:
-        gaps.append(SignalGap(
-            signal="InfiniBand port state (node_infiniband_*)",
-            reason="Prometheus holds no node_exporter InfiniBand series",
-            remedy="run node_exporter (its infiniband collector is on by default) on the GPU nodes and scrape it",
-        ))
+        gaps.append("InfiniBand port state (node_infiniband_*): Prometheus holds no node_exporter InfiniBand "
+                    "series; run node_exporter (its infiniband collector is on by default) on the GPU nodes")
     return gaps

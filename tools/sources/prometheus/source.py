@@ -25,12 +25,12 @@ from gpudoc.tools.models import (
     GpuMetrics,
     GpuSeries,
     NodeMetrics,
-    SignalGap,
     Silence,
     SlurmSnapshot,
     SlurmSummary,
 )
 from gpudoc.tools.sources.base import ClusterSource, DiagnosisScope, SourceError, UnknownNodeError
+from gpudoc.tools.sources.notes import note
 from gpudoc.tools.sources.prometheus.alerting import alert_events, mark_silenced, rules_from, silences_from
 from gpudoc.tools.sources.prometheus.client import PrometheusClient
 from gpudoc.tools.sources.prometheus.inventory import Inventory, load_inventory
@@ -61,6 +61,7 @@ class PrometheusSource(ClusterSource):
 
     name = "prometheus"
     screens_cluster = True
+    reports_gaps = True
 
     def __init__(self, client: PrometheusClient, *, selector: str = ""):
         self.client = client
@@ -74,9 +75,13 @@ class PrometheusSource(ClusterSource):
     async def _inventory(self) -> Inventory:
         return await load_inventory(self._query, self.promql, SEEN_WINDOW)
 
-    async def _gaps(self) -> list[SignalGap]:
+    async def _gaps(self) -> list[str]:
+        """The signals the exporters lack, each also noted for whoever reads these facts."""
         names = await self.client.label_values("__name__", self.promql.present_match(), NAMES_WINDOW_S)
-        return signal_gaps(set(names))
+        gaps = signal_gaps(set(names))
+        for line in gaps:
+            note(line)
+        return gaps
 
     def _stamp(self) -> datetime:
         return datetime.fromtimestamp(self.client.now(), UTC)
@@ -118,19 +123,16 @@ class PrometheusSource(ClusterSource):
         current, previous = group_gpus(fields, inventory), group_gpus(last, inventory, LAST_VALUE_TAGS)
         events = xid_events(xids, inventory, now - XID_LOOKBACK_H * 3600)
         ports = ib_ports(ib, inventory)
-        xids_visible = not any(g.signal.startswith("XID errors") for g in gaps)
+        xids_visible = not any(line.startswith("XID errors") for line in gaps)
         stamp = datetime.fromtimestamp(now, UTC)
         nodes = []
         for node_id in node_ids:
             targets = inventory.nodes[node_id]
-            node_gaps = list(gaps)
             if targets.gpu_exporter_down and targets.reachable:
-                node_gaps.append(SignalGap(signal="every GPU reading of this node",
-                                           reason="its dcgm-exporter is not answering Prometheus (up 0)",
-                                           remedy="restart dcgm-exporter on the node; check nv-hostengine"))
+                note(f"{node_id}: its dcgm-exporter is not answering Prometheus (up 0), so its GPUs read as stale; "
+                     "restart dcgm-exporter on the node and check nv-hostengine")
             if not targets.reachable:
-                nodes.append(NodeMetrics(node_id=node_id, hostname=node_id, timestamp=stamp, reachable=False,
-                                         gaps=node_gaps))
+                nodes.append(NodeMetrics(node_id=node_id, hostname=node_id, timestamp=stamp, reachable=False))
                 continue
             gpus = self._gpus(node_id, current, previous, events, xids_visible, stamp)
             driver = next((r.labels["DCGM_FI_DRIVER_VERSION"] for k, r in current.items()
@@ -138,7 +140,7 @@ class PrometheusSource(ClusterSource):
             nodes.append(NodeMetrics(
                 node_id=node_id, hostname=node_id, timestamp=stamp, reachable=True, gpus=gpus,
                 network=ports.get(node_id) if node_id in ports or targets.node else None,
-                driver_version=driver, gaps=node_gaps,
+                driver_version=driver,
             ))
         return nodes
 
@@ -193,7 +195,7 @@ class PrometheusSource(ClusterSource):
 
     async def diagnosis_scope(self, history_minutes: int, node: str | None = None) -> DiagnosisScope:
         q = self.promql
-        inventory, gaps, medians = await asyncio.gather(
+        inventory, _, medians = await asyncio.gather(
             self._inventory(), self._gaps(), self._query(q.link_downed_medians())
         )
         reasons: dict[str, list[str]] = {}
@@ -214,7 +216,6 @@ class PrometheusSource(ClusterSource):
             reasons={n: sorted(set(r)) for n, r in reasons.items()},
             link_downed_medians={f"{row['metric'].get('device')}/{row['metric'].get('port', '1')}":
                                  float(row["value"][1]) for row in medians},
-            gaps=gaps,
         )
 
     async def _screen(self, history_minutes: int) -> list[dict[str, Any]]:

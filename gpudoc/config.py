@@ -125,6 +125,27 @@ class Settings(BaseSettings):
     gpu_model: GpuModelName = option(_SOURCE_DEFAULTS.gpu_model, env="GPUDOC_SIM_GPU_MODEL", flag="--gpu-model",
                                      group=SOURCE_GROUP, help="simulated GPU model")
 
+    # Prometheus (or any Prometheus-compatible API) fed by dcgm-exporter and node_exporter, for
+    # --source prometheus; Alertmanager for silences. Credentials only from the environment.
+    prometheus_url: str | None = option(None, env="PROMETHEUS_URL", flag="--prometheus-url", group=SOURCE_GROUP,
+                                        metavar="URL", help="Prometheus API base URL for --source prometheus "
+                                        "(Thanos Query, Mimir's Prometheus path, VictoriaMetrics work too)")
+    alertmanager_url: str | None = option(None, env="ALERTMANAGER_URL", flag="--alertmanager-url",
+                                          group=SOURCE_GROUP, metavar="URL",
+                                          help="Alertmanager base URL, for silences")
+    prometheus_bearer_token: str | None = option(None, env="PROMETHEUS_BEARER_TOKEN", repr=False,
+                                                 help="bearer token for Prometheus and Alertmanager")
+    prometheus_username: str | None = option(None, env="PROMETHEUS_USERNAME", help="basic-auth user for Prometheus")
+    prometheus_password: str | None = option(None, env="PROMETHEUS_PASSWORD", repr=False,
+                                             help="basic-auth password for Prometheus")
+    prometheus_tls_verify: bool = option(True, env="PROMETHEUS_TLS_VERIFY", flag="--prometheus-tls-verify",
+                                         group=SOURCE_GROUP, help="verify Prometheus's TLS certificate "
+                                         "(--no-prometheus-tls-verify for a self-signed one)")
+    prometheus_selector: str = option("", env="PROMETHEUS_SELECTOR",
+                                      help='label matchers added to every query, e.g. cluster="prod"')
+    prometheus_timeout_s: float = option(_SOURCE_DEFAULTS.prometheus_timeout_s, env="PROMETHEUS_TIMEOUT_S", gt=0,
+                                         help="seconds one Prometheus request may take")
+
     # Where scheduler facts come from with --source watchdog/prometheus (the simulator has its
     # own Slurm): slurmrestd ("rest", the default when SLURMRESTD_URL is set), the Slurm
     # commands on this host ("cli"), or none.

@@ -195,8 +195,11 @@ async def test_node_pages_are_what_dcgm_exporter_serves_and_the_collector_reads(
     assert down.status_code == 502  # a gateway in front of a dead host; the collector drops the node
     assert (await client.get("/metrics/gpu/node-99/metrics")).status_code == 404
     stale = await client.get("/metrics/gpu/node-1/metrics")
-    gpus = {s.labels["gpu"] for f in text_string_to_metric_families(stale.text) for s in f.samples}
-    assert "5" not in gpus and len(gpus) == 7
+    by_family = {f.name: {s.labels["gpu"] for s in f.samples} for f in text_string_to_metric_families(stale.text)}
+    assert "5" not in by_family["DCGM_FI_DEV_GPU_TEMP"] and len(by_family["DCGM_FI_DEV_GPU_TEMP"]) == 7
+    # the fallen GPU reads nothing; only the exporter's own XID fields still name it (its XID 79)
+    assert {name for name, gpus in by_family.items() if "5" in gpus} == {
+        "DCGM_FI_DEV_XID_ERRORS", "DCGM_EXP_XID_ERRORS_COUNT"}
 
 
 async def test_slurm_page_is_what_the_slurm_exporter_serves_and_the_collector_reads(

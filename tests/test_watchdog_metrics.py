@@ -62,15 +62,17 @@ async def test_absent_values_give_no_sample() -> None:
         assert {labels["Hostname"] for labels, _ in samples[name]} == {"node-0"}
     node1 = [labels for labels, _ in samples["DCGM_FI_DEV_GPU_TEMP"] if labels["Hostname"] == "node-1"]
     assert all("DCGM_FI_DRIVER_VERSION" not in labels for labels in node1)
-    # no GPU has an XID, and none of the stale GPU's XID 79 leaks out
-    assert "DCGM_FI_DEV_XID_ERRORS" not in samples
+    # the stale GPU reads nothing any more, but the exporter keeps its last XID (79)
+    xids = {(labels["Hostname"], labels["gpu"]): (labels["err_code"], value)
+            for labels, value in samples["DCGM_FI_DEV_XID_ERRORS"]}
+    assert xids == {("node-1", "1"): ("79", 79.0)}
     assert "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL" not in samples
 
 
 async def test_values_and_infiniband() -> None:
     samples = samples_by_name((await scrape()).text)
     fb = {labels["gpu"]: value for labels, value in samples["DCGM_FI_DEV_FB_FREE"] if labels["Hostname"] == "node-0"}
-    assert fb["1"] == 81920 - 61568
+    assert fb["1"] == 81920 - 61568  # the fake reports no reserved memory
     failures = [value for labels, value in samples["DCGM_FI_DEV_ROW_REMAP_FAILURE"]]
     assert failures and set(failures) == {0.0}
     assert samples["node_infiniband_state_id"] == [({"device": "mlx5_0", "port": "1", "Hostname": "node-0"}, 4.0)]
@@ -91,7 +93,7 @@ def test_exposition_line_format_and_escaping() -> None:
         'DCGM_FI_DEV_GPU_TEMP{gpu="0",UUID="GPU-b42d",pci_bus_id="00000000:18:00.0",device="nvidia0",'
         'modelName="NVIDIA H100 80GB HBM3",Hostname="gpu\\"001\\\\",gpu_name="NVIDIA_H100_80GB_HBM3"} 30\n'
     ) in text
-    assert 'DCGM_FI_DEV_POWER_USAGE{' in text and "} 71.25\n" in text
+    assert 'DCGM_FI_DEV_POWER_USAGE{' in text and "} 71.250000\n" in text  # DCGM doubles print with %f
     assert "# TYPE DCGM_FI_DEV_XID_ERRORS gauge\n" in text
     parsed = samples_by_name(text)
     assert parsed["DCGM_FI_DEV_XID_ERRORS"][0][1] == 79
@@ -131,3 +133,6 @@ async def test_simulated_cluster_metrics_follow_its_faults() -> None:
     assert states["node-0"] == ports["node-0"][0].state_id
     for labels, _ in samples["DCGM_FI_DEV_GPU_UTIL"]:
         assert list(labels)[:7] == DCGM_LABELS
+    # the fallen GPU's XID 79 stays visible after its readings stopped
+    assert [value for labels, value in samples["DCGM_FI_DEV_XID_ERRORS"]
+            if (labels["Hostname"], labels["gpu"]) == ("node-1", "2")] == [79.0]

@@ -117,8 +117,8 @@ _DESCRIPTIONS: dict[str, str] = {
         "duration_minutes (optional, default 60, 1..1440, e.g. 30). Current values -> get_node_details."
     ),
     "get_alerts": (
-        "The configured alert rules and the alerts firing now (node, GPU, metric, value vs threshold, "
-        "since when). Use it for 'are there any alerts?'. No arguments. Past and resolved alerts -> "
+        "The configured alert rules and the alerts firing now (node, GPU, metric, value vs threshold or "
+        "summary, since when, silences muting them). Use it for 'are there any alerts?'. No arguments. Past and resolved alerts -> "
         "get_alert_history."
     ),
     "get_alert_history": (
@@ -236,10 +236,20 @@ def build_cluster_tools(source: ClusterSource) -> list[BaseTool]:
         return render_node_history(resolved, series, model, minutes, note)
 
     async def get_alerts() -> dict[str, Any]:
-        rules, events = await asyncio.gather(
-            source.alert_rules(), source.alert_history(ALERT_HISTORY_LIMIT_MAX)
+        rules, events, silences = await asyncio.gather(
+            source.alert_rules(), source.alert_history(ALERT_HISTORY_LIMIT_MAX), source.silences(),
+            return_exceptions=True,
         )
-        return render_alerts(rules, events)
+        for result in (rules, events):
+            if isinstance(result, BaseException):
+                raise result
+        if isinstance(silences, SourceError):
+            payload = render_alerts(rules, events)  # type: ignore[arg-type]
+            payload["silences_note"] = f"Alertmanager silences unavailable: {silences}"
+            return payload
+        if isinstance(silences, BaseException):
+            raise silences
+        return render_alerts(rules, events, silences)  # type: ignore[arg-type]
 
     async def get_alert_history(limit: int = 20) -> dict[str, Any]:
         bounded, note = clamp(limit, 1, ALERT_HISTORY_LIMIT_MAX, "limit")

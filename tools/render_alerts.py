@@ -11,18 +11,30 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from gpudoc.tools.compact import fit_list, free_text, iso, r1, without_none
-from gpudoc.tools.models import AlertEvent, AlertRule
+from gpudoc.tools.models import AlertEvent, AlertRule, Silence
 
 _CONDITION_SYMBOL = {"gt": ">", "lt": "<", "eq": "==", "gte": ">=", "lte": "<="}
 
 
+def _threshold(condition: str | None, threshold: float | None) -> str | None:
+    if condition is None or threshold is None:
+        return None
+    return f"{_CONDITION_SYMBOL[condition]} {threshold:g}"
+
+
 def render_rule(rule: AlertRule) -> dict[str, Any]:
+    when = _threshold(rule.condition, rule.threshold)
+    if when is not None and rule.metric:
+        when = f"{free_text(rule.metric, 40)} {when}"
     return without_none(
         {
-            "id": rule.id,
+            "id": rule.id if rule.expr is None else None,  # a Prometheus rule is known by its name
             "name": free_text(rule.name),
-            "when": f"{free_text(rule.metric, 40)} {_CONDITION_SYMBOL[rule.condition]} {rule.threshold:g}",
+            # a PromQL expression is long and says little to a reader: name, severity and state do
+            "when": when,
             "for_s": rule.duration_seconds or None,
+            "severity": free_text(rule.severity, 20),
+            "state": rule.state,
             "nodes": free_text(rule.node_filter, 40),
             "enabled": rule.enabled,
         }
@@ -33,28 +45,49 @@ def render_event(event: AlertEvent) -> dict[str, Any]:
     return without_none(
         {
             "id": event.id,
-            "rule_id": event.rule_id,
+            "rule_id": event.rule_id if event.rule_id != event.rule_name else None,
             "name": free_text(event.rule_name),
+            "severity": free_text(event.severity, 20),
             "node": event.node_id,
             "gpu": event.gpu_index,
             "metric": free_text(event.metric, 40),
             "value": r1(event.value),
-            "when": f"{_CONDITION_SYMBOL[event.condition]} {event.threshold:g}",
+            "when": _threshold(event.condition, event.threshold),
+            "summary": free_text(event.summary),
+            "state": event.state,
             "fired": iso(event.fired_at),
             "resolved": iso(event.resolved_at),
             "active": event.active,
+            "silenced_by": event.silenced_by or None,
         }
     )
 
 
-def render_alerts(rules: Sequence[AlertRule], events: Sequence[AlertEvent]) -> dict[str, Any]:
-    """The configured rules and the events firing now (newest first)."""
-    firing = [render_event(e) for e in sorted(events, key=lambda e: e.fired_at, reverse=True) if e.active]
+def render_silence(silence: Silence) -> dict[str, Any]:
+    return without_none(
+        {
+            "id": silence.id,
+            "matchers": [free_text(m, 60) for m in silence.matchers],
+            "by": free_text(silence.created_by, 40),
+            "comment": free_text(silence.comment),
+            "until": iso(silence.ends_at),
+        }
+    )
+
+
+def render_alerts(
+    rules: Sequence[AlertRule], events: Sequence[AlertEvent], silences: Sequence[Silence] | None = None
+) -> dict[str, Any]:
+    """The configured rules, the events firing now (newest first) and the active silences."""
+    firing = [{k: v for k, v in render_event(e).items() if k != "active"}
+              for e in sorted(events, key=lambda e: e.fired_at, reverse=True) if e.active]
     header = {
         "rules_count": len(rules),
         "rules": [render_rule(rule) for rule in rules],
         "firing_count": len(firing),
     }
+    if silences:
+        header["silences"] = [render_silence(s) for s in silences if s.state == "active"]
 
     return fit_list(
         header,

@@ -219,6 +219,11 @@ def render_current_metrics(nodes: Sequence[NodeMetrics]) -> dict[str, Any]:
 _Format = Callable[[Any], Any]
 
 
+def _ratio(value: float) -> float:
+    """Activity ratios (0-1) to two decimals: one decimal would hide a tensor pipe at 4 %."""
+    return round(float(value), 2) + 0.0
+
+
 def _xid_events(events: Any) -> list[dict[str, Any]]:
     newest = sorted(events, key=lambda e: e.timestamp, reverse=True)[:MAX_XID_EVENTS_SHOWN]
     return [
@@ -261,13 +266,24 @@ GPU_FIELD_KEYS: dict[str, tuple[str, _Format]] = {
     "pcie_link_width_max": ("pcie_width_max", int),
     "pcie_replay_count": ("pcie_replays", int),
     "nvlink_error_count": ("nvlink_errors", int),
+    "nvlink_crc_flit_errors": ("nvlink_crc_flit_errors", int),
+    "nvlink_crc_data_errors": ("nvlink_crc_data_errors", int),
+    "nvlink_replay_errors": ("nvlink_replay_errors", int),
+    "nvlink_recovery_errors": ("nvlink_recovery_errors", int),
     "nvlink_links_down": ("nvlink_links_down", int),
     "nvlink_bandwidth_gbps": ("nvlink_bw_gbps", r1),
+    "memory_reserved_mib": ("mem_reserved_mib", rint),
+    "tensor_active": ("tensor_active", _ratio),
     "job_id": ("job", str),
     "stale": ("stale", bool),
     "last_seen": ("last_seen", iso),
 }
 GPU_FIELDS_PER_NODE = frozenset({"node_id", "model"})
+#: readings left out of the tool output: they restate others (graphics and DRAM activity follow
+#: utilisation and memory utilisation), count since boot (energy) or describe load rather than
+#: health (PCIe throughput, video engines), and every number shown is one more the model can misquote
+GPU_FIELDS_LEFT_OUT = frozenset({"graphics_active", "dram_active", "energy_mj", "pcie_tx_bytes_per_s",
+                                 "pcie_rx_bytes_per_s", "encoder_util_pct", "decoder_util_pct"})
 
 #: Keys every GPU entry keeps: its identity and its core readings. Any other field with one
 #: value on every GPU of the node is written once under ``same_for_all_gpus``, so a GPU that
@@ -376,7 +392,9 @@ def render_node_details(
                     "device": p.device,
                     "port": p.port,
                     "state": p.state_id,
+                    "phys_state": p.physical_state_id,
                     "link_downed": p.link_downed_total,
+                    "link_recovered": p.link_error_recovery_total,
                     "rate_gbps": r1(p.rate_gbps),
                 }
             )

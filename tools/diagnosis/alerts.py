@@ -16,6 +16,19 @@ from gpudoc.tools.models import AlertEvent
 CONDITION_TEXT = {"gt": ">", "lt": "<", "eq": "=", "gte": ">=", "lte": "<="}
 
 
+def _describe(event: AlertEvent) -> str:
+    """``alert 'X' firing since 11:42Z: temperature_c 88 > 85`` (threshold rules) or the alert's
+    own summary (Prometheus rules), with the silence that mutes it."""
+    text = f"alert '{event.rule_name}' {event.state or 'firing'} since {event.fired_at:%H:%M}Z"
+    if event.condition is not None and event.threshold is not None and event.value is not None:
+        text += f": {event.metric} {num(event.value)} {CONDITION_TEXT[event.condition]} {num(event.threshold)}"
+    elif event.summary:
+        text += f": {event.summary}"
+    if event.silenced_by:
+        text += f" (silenced by {', '.join(event.silenced_by)})"
+    return text
+
+
 def analyze_alerts(facts: ClusterFacts) -> list[Finding]:
     grouped: dict[str, list[AlertEvent]] = defaultdict(list)
     for event in facts.alert_events or []:
@@ -27,11 +40,7 @@ def analyze_alerts(facts: ClusterFacts) -> list[Finding]:
     findings = []
     for subject, events in sorted(grouped.items()):
         names = sorted({e.rule_name for e in events})
-        evidence = [
-            f"alert '{e.rule_name}' firing since {e.fired_at:%H:%M}Z: {e.metric} {num(e.value)} "
-            f"{CONDITION_TEXT[e.condition]} {num(e.threshold)}"
-            for e in sorted(events, key=lambda e: e.fired_at)
-        ]
+        evidence = [_describe(e) for e in sorted(events, key=lambda e: e.fired_at)]
         findings.append(finding(
             "alert.active", "warning", subject, f"alert firing: {', '.join(names)}", evidence,
             "a configured threshold rule is breached", "look at the metric's history on this subject",

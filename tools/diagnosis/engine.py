@@ -57,14 +57,16 @@ async def diagnose(source: ClusterSource, node: str | None = None) -> DiagnosisR
     """Diagnose the cluster behind ``source``; ``UnknownNodeError`` for a node it does not have."""
     if node is not None:
         node = await source.resolve_node(node)
-    facts = await gather_facts(source)
+    facts = await gather_facts(source, node=node)
     examined = [n for n in facts.nodes if node is None or n.node_id == node]
+    nodes_examined = len(facts.node_ids) if facts.node_ids is not None else len(examined)
+    gpus_examined = facts.gpus_total if facts.gpus_total is not None else sum(len(n.gpus) for n in examined)
     return DiagnosisReport(
         generated_at=facts.collected_at,
         source=facts.source,
         scope=node or "cluster",
-        nodes_examined=len(examined),
-        gpus_examined=sum(len(n.gpus) for n in examined),
+        nodes_examined=nodes_examined,
+        gpus_examined=gpus_examined,
         findings=analyze(facts, node),
         limitations=facts.limitations,
     )

@@ -4,6 +4,10 @@ Why one snapshot: analyzers are pure functions of it, so they are testable on ha
 and one run costs one round of source calls however many rules look at the data. A source that
 cannot provide a kind of fact (no Slurm, no alert history) leaves that part ``None`` and a line
 in ``limitations``; nothing is invented in its place.
+
+A source that screens the cluster itself (``ClusterSource.screens_cluster``, e.g. Prometheus) names
+the nodes worth a full look; only those are fetched (plus the nodes Slurm or a firing alert points
+at), and ``node_ids``, ``gpus_total`` and ``link_downed_medians`` then describe the whole cluster.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from gpudoc.tools.models import (
     SlurmSnapshot,
     spec_for_model_name,
 )
-from gpudoc.tools.sources.base import ClusterSource, NotSupportedError, SourceError
+from gpudoc.tools.sources.base import ClusterSource, DiagnosisScope, NotSupportedError, SourceError
 from gpudoc.tools.sources.notes import collecting_notes
 
 HISTORY_MINUTES = 60
@@ -47,6 +51,11 @@ class ClusterFacts(BaseModel):
     alert_rules: list[AlertRule] | None = None
     alert_events: list[AlertEvent] | None = None
     limitations: list[str] = Field(default_factory=list)
+    node_ids: list[str] | None = Field(None, description="every node of the cluster, when ``nodes`` is a focus")
+    gpus_total: int | None = Field(None, description="GPUs of the whole cluster, when ``nodes`` is a focus")
+    link_downed_medians: dict[str, float] | None = Field(
+        None, description="median link_downed_total per InfiniBand port over the whole cluster"
+    )
 
     # -- lookups analyzers share ---------------------------------------------------------------
 
@@ -124,39 +133,85 @@ async def _optional(what: str, call: Awaitable[T], limitations: list[str]) -> T 
     return None
 
 
-async def gather_facts(source: ClusterSource, history_minutes: int = HISTORY_MINUTES) -> ClusterFacts:
+async def gather_facts(
+    source: ClusterSource, history_minutes: int = HISTORY_MINUTES, node: str | None = None
+) -> ClusterFacts:
     """Fetch all facts concurrently. Current metrics are required; the rest degrades to ``None``.
 
     What the source noted about degraded values (``sources.notes``) joins the limitations.
+    ``node`` (a resolved id) lets a screening source read just that node; others read everything.
     """
     limitations: list[str] = []
     with collecting_notes() as notes:
-        nodes, history, slurm, rules, events = await asyncio.gather(
-            source.current_metrics(),
-            _optional("GPU history", source.gpu_history(None, history_minutes), limitations),
-            _optional("Slurm", source.slurm(), limitations),
-            _optional("alert rules", source.alert_rules(), limitations),
-            _optional("alert history", source.alert_history(ALERT_HISTORY_LIMIT), limitations),
-        )
+        if source.screens_cluster:
+            facts = await _gather_screened(source, history_minutes, node, limitations)
+        else:
+            nodes, history, slurm, rules, events = await asyncio.gather(
+                source.current_metrics(),
+                _optional("GPU history", source.gpu_history(None, history_minutes), limitations),
+                _optional("Slurm", source.slurm(), limitations),
+                _optional("alert rules", source.alert_rules(), limitations),
+                _optional("alert history", source.alert_history(ALERT_HISTORY_LIMIT), limitations),
+            )
+            facts = _facts(source, nodes, history, slurm, rules, events)
     limitations.extend(notes.lines)
-    limitations.extend(_missing_signals(nodes, slurm))
-    return ClusterFacts(
-        source=source.name,
-        collected_at=_now_of(nodes, slurm),
-        nodes=nodes,
-        history=history,
-        slurm=slurm,
-        alert_rules=rules,
-        alert_events=events,
-        limitations=sorted(set(limitations)),
+    if not source.reports_gaps:
+        limitations.extend(_missing_signals(facts.nodes, facts.slurm, facts.gpus_total))
+    facts.limitations = sorted(set(limitations))
+    return facts
+
+
+def _facts(source: ClusterSource, nodes: list[NodeMetrics], history: list[GpuSeries] | None,
+           slurm: SlurmSnapshot | None, rules: list[AlertRule] | None, events: list[AlertEvent] | None,
+           **whole_cluster: object) -> ClusterFacts:
+    return ClusterFacts(source=source.name, collected_at=_now_of(nodes, slurm), nodes=nodes, history=history,
+                        slurm=slurm, alert_rules=rules, alert_events=events, **whole_cluster)
+
+
+async def _gather_screened(source: ClusterSource, history_minutes: int, node: str | None,
+                           limitations: list[str]) -> ClusterFacts:
+    """Screen first, then read in full only the focus, the nodes Slurm marks and those alerting."""
+    scope, slurm, rules, events = await asyncio.gather(
+        source.diagnosis_scope(history_minutes, node),
+        _optional("Slurm", source.slurm(), limitations),
+        _optional("alert rules", source.alert_rules(), limitations),
+        _optional("alert history", source.alert_history(ALERT_HISTORY_LIMIT), limitations),
+    )
+    assert scope is not None, "a source that screens the cluster returns a scope"
+    focus = _focus(scope, slurm, events, node)
+    nodes, history = await asyncio.gather(
+        source.nodes_metrics(focus),
+        _optional("GPU history", source.nodes_history(focus, history_minutes), limitations),
+    )
+    return _facts(
+        source, nodes, history, slurm, rules, events,
+        node_ids=[node] if node is not None else scope.node_ids,
+        gpus_total=sum(len(n.gpus) for n in nodes) if node is not None else scope.gpu_count,
+        link_downed_medians=scope.link_downed_medians,
     )
 
 
-def _missing_signals(nodes: list[NodeMetrics], slurm: SlurmSnapshot | None) -> list[str]:
-    """Say which whole classes of signal the source lacks, so "no finding" is not read as "healthy"."""
+def _focus(scope: DiagnosisScope, slurm: SlurmSnapshot | None, events: list[AlertEvent] | None,
+           node: str | None) -> list[str]:
+    if node is not None:
+        return [node]
+    wanted = set(scope.focus)
+    known = set(scope.node_ids)
+    if slurm is not None:
+        wanted |= {s.name for s in slurm.nodes if (s.is_drained or s.is_down) and s.name in known}
+    wanted |= {e.node_id for e in events or [] if e.active and e.node_id in known}
+    return [n for n in scope.node_ids if n in wanted]
+
+
+def _missing_signals(nodes: list[NodeMetrics], slurm: SlurmSnapshot | None,
+                     gpus_total: int | None = None) -> list[str]:
+    """Say which whole classes of signal the source lacks, so "no finding" is not read as "healthy".
+
+    Only for sources that do not note their gaps themselves (``ClusterSource.reports_gaps``).
+    """
     gpus = [gpu for node in nodes for gpu in node.gpus]
     if not gpus:
-        return ["no GPU metrics at all"]
+        return [] if gpus_total else ["no GPU metrics at all"]
     checks = {
         "XID errors": lambda g: g.xid_events is not None or g.last_xid is not None,
         "row remapping / ECC": lambda g: g.uncorrectable_remapped_rows is not None

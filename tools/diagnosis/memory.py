@@ -67,6 +67,16 @@ def _gpu_memory_findings(gpu: GpuMetrics, series: GpuSeries | None) -> list[Find
             "gpu.ecc_uncorrectable", "critical", subject, "double-bit ECC errors since the last reset",
             [_rows(gpu)], "uncorrectable memory errors", "drain the node and reset the GPU",
         ))
+    elif uncorrectable > 0 and gpu.remap_pending is None:
+        findings.append(finding(
+            "gpu.remapped_rows_in_use", "warning", subject,
+            f"{uncorrectable} uncorrectable remapped row(s); whether a remap still waits for a reset is unknown",
+            [_rows(gpu), "remap pending state not reported (DCGM_FI_DEV_ROW_REMAP_PENDING is off in "
+             "dcgm-exporter's default counters)"],
+            "uncorrectable memory errors, repaired by remapping once the GPU is reset",
+            "check nvidia-smi -q -d ROW_REMAPPER on the node; reset the GPU if a remap is pending; "
+            "enable DCGM_FI_DEV_ROW_REMAP_PENDING (infra/dcgm-exporter/gpudoc-counters.csv)",
+        ))
     elif uncorrectable > 0:
         findings.append(finding(
             "gpu.remapped_rows_in_use", "info", subject,

@@ -14,8 +14,10 @@ from gpudoc.tools.models import NetworkPort, NodeMetrics
 
 ACTIVE = 4
 PORT_STATES = {1: "DOWN", 2: "INIT", 3: "ARMED", 4: "ACTIVE", 5: "ACTIVE_DEFER"}
-#: link_downed_total this many above the cluster's median for the same port marks a flapping link
+#: link_downed_total this many above the cluster's median for the same port marks a link that flapped
 FLAP_EXCESS = 3
+#: a link that went down this often within the last hour is flapping now: NCCL jobs across it fail
+FLAPS_PER_HOUR = 3
 
 CAUSE = "the InfiniBand link (cable, transceiver, HCA or switch port), not the GPUs"
 ACTION = ("blame the network, not the GPU: check the cable/transceiver and switch port (ibstat, "
@@ -26,35 +28,50 @@ def analyze_network(facts: ClusterFacts) -> list[Finding]:
     reachable = [n for n in facts.nodes if n.reachable and n.network]
     if not reachable:
         return []
-    baseline = _link_downed_baseline(reachable)
+    baseline = facts.link_downed_medians if facts.link_downed_medians is not None else link_downed_medians(reachable)
     findings: list[Finding] = []
     for node in reachable:
-        down = [p for p in node.network or [] if p.state_id != ACTIVE]
-        flapping = [p for p in node.network or [] if p.state_id == ACTIVE
-                    and p.link_downed_total >= baseline.get((p.device, p.port), 0) + FLAP_EXCESS]
+        ports = node.network or []
+        down = [p for p in ports if p.state_id != ACTIVE]
+        flapping_now = [p for p in ports if p.state_id == ACTIVE and (p.link_downed_last_hour or 0) >= FLAPS_PER_HOUR]
+        flapped = [p for p in ports if p.state_id == ACTIVE and p not in flapping_now
+                   and p.link_downed_total >= baseline.get(port_key(p), 0) + FLAP_EXCESS]
         if down:
-            findings.append(finding("net.ib_port_down", "critical", node.node_id,
-                                    "InfiniBand port not active", _evidence(node, down + flapping, baseline), CAUSE, ACTION))
-        elif flapping:
-            findings.append(finding("net.ib_link_flapping", "warning", node.node_id,
-                                    "InfiniBand link flapping", _evidence(node, flapping, baseline), CAUSE, ACTION))
+            findings.append(finding("net.ib_port_down", "critical", node.node_id, "InfiniBand port not active",
+                                    _evidence(node, down + flapping_now + flapped, baseline), CAUSE, ACTION))
+        elif flapping_now:
+            findings.append(finding("net.ib_link_flapping", "critical", node.node_id,
+                                    "InfiniBand link flapping: it keeps going down",
+                                    _evidence(node, flapping_now + flapped, baseline), CAUSE, ACTION))
+        elif flapped:
+            findings.append(finding("net.ib_link_flapping", "warning", node.node_id, "InfiniBand link flapping",
+                                    _evidence(node, flapped, baseline), CAUSE, ACTION))
     return findings
 
 
-def _link_downed_baseline(nodes: list[NodeMetrics]) -> dict[tuple[str, int], float]:
-    by_port: dict[tuple[str, int], list[float]] = {}
+def port_key(port: NetworkPort) -> str:
+    return f"{port.device}/{port.port}"
+
+
+def link_downed_medians(nodes: list[NodeMetrics]) -> dict[str, float]:
+    """The median ``link_downed_total`` of each port (device/port) over ``nodes``."""
+    by_port: dict[str, list[float]] = {}
     for node in nodes:
+        if not node.reachable:
+            continue
         for port in node.network or []:
-            by_port.setdefault((port.device, port.port), []).append(port.link_downed_total)
+            by_port.setdefault(port_key(port), []).append(port.link_downed_total)
     return {key: median_or_none(values) or 0.0 for key, values in by_port.items()}
 
 
-def _evidence(node: NodeMetrics, ports: list[NetworkPort], baseline: dict[tuple[str, int], float]) -> list[str]:
-    evidence = [
-        f"{p.device} port {p.port}: state {p.state_id} ({PORT_STATES.get(p.state_id, 'unknown')}), "
-        f"link_downed_total {p.link_downed_total} (cluster median {num(baseline.get((p.device, p.port), 0))})"
-        for p in ports
-    ]
+def _evidence(node: NodeMetrics, ports: list[NetworkPort], baseline: dict[str, float]) -> list[str]:
+    evidence = []
+    for p in ports:
+        recent = f", down {p.link_downed_last_hour}x in the last hour" if p.link_downed_last_hour else ""
+        evidence.append(
+            f"{p.device} port {p.port}: state {p.state_id} ({PORT_STATES.get(p.state_id, 'unknown')}), "
+            f"link_downed_total {p.link_downed_total} (cluster median {num(baseline.get(port_key(p), 0))}){recent}"
+        )
     gpus = live_gpus(node)
     if gpus and not any(g.stale for g in node.gpus):
         evidence.append(f"all {len(gpus)} GPUs reporting; hottest {num(max(g.temperature_c for g in gpus))} °C")

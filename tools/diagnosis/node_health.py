@@ -204,7 +204,7 @@ def _unknown_to_metrics(facts: ClusterFacts) -> list[Finding]:
     """Slurm nodes for which no metrics exist at all (host down, or no exporter on them)."""
     if facts.slurm is None:
         return []
-    known = {n.node_id for n in facts.nodes} | {n.hostname for n in facts.nodes}
+    known = {n.node_id for n in facts.nodes} | {n.hostname for n in facts.nodes} | set(facts.node_ids or [])
     return [
         finding("node.host_down", "critical", slurm_node.name, "Slurm node down and no metrics from it",
                 [_slurm_text(slurm_node, facts.collected_at)],

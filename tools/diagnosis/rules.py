@@ -29,6 +29,11 @@ RULES: dict[str, RuleInfo] = {
     "gpu.gsp_error": RuleInfo("gsp", "hardware"),
     "gpu.microcontroller_halt": RuleInfo("microcontroller", "hardware"),
     "gpu.context_switch_timeout": RuleInfo("context_switch", "hardware"),
+    "gpu.gpu_timeout": RuleInfo("gpu_timeout", "hardware"),
+    "gpu.init_failure": RuleInfo("init_failure", "hardware"),
+    "gpu.security_fault": RuleInfo("security_fault", "hardware"),
+    "gpu.power_cabling": RuleInfo("power_cabling", "hardware"),
+    "gpu.resource_retirement": RuleInfo("resource_retirement", "hardware"),
     "gpu.stale_metrics": RuleInfo("gpu_lost", "hardware", supporting=True),
     # HBM memory
     "gpu.row_remap_failure": RuleInfo("hbm", "hardware"),
@@ -49,8 +54,10 @@ RULES: dict[str, RuleInfo] = {
     "node.power_brake": RuleInfo("power", "host"),
     "gpu.power_cap_below_default": RuleInfo("power", "hardware"),
     "node.power_cap_below_default": RuleInfo("power", "host"),
-    # XIDs outside the known table, or secondary ones
+    # XIDs outside the catalog, or ones that follow another error
     "gpu.unknown_xid": RuleInfo("unknown_xid", "hardware"),
+    "gpu.fabric_manager": RuleInfo("fabric", "hardware"),
+    "gpu.recovery_action": RuleInfo("recovery_action", "hardware", supporting=True),
     "gpu.secondary_xid": RuleInfo("secondary_xid", "hardware", supporting=True),
     # user programs
     "gpu.lemon_suspect": RuleInfo("application", "hardware"),

@@ -10,7 +10,7 @@ Units are in the field names: ``_pct`` 0-100, ``_c`` degrees Celsius, ``_w`` wat
 mebibytes, ``_mhz`` megahertz. Times are timezone-aware UTC datetimes.
 """
 
-from gpudoc.tools.models.alerts import AlertCondition, AlertEvent, AlertRule
+from gpudoc.tools.models.alerts import AlertCondition, AlertEvent, AlertRule, AlertState, Silence
 from gpudoc.tools.models.base import Model
 from gpudoc.tools.models.cluster import ClusterStatus, SlurmSummary
 from gpudoc.tools.models.gpu import (
@@ -51,8 +51,9 @@ from gpudoc.tools.models.text import (
 __all__ = [
     "A100_80GB", "GPU_MODELS", "H100_80GB", "MAX_CLUSTER_NAME_CHARS", "MAX_CLUSTER_TEXT_CHARS", "SLURM_BASE_STATES",
     "SLURM_NODE_FLAGS", "SchedulerHealth",
-    "AlertCondition", "AlertEvent", "AlertRule", "ClockEventReason", "ClusterName", "ClusterStatus", "ClusterText", "ComposedText",
-    "GpuMetrics", "GpuModelSpec", "GpuSample", "GpuSeries", "JobState", "Model", "NetworkPort",
-    "NodeMetrics", "QueueCounts", "SlurmJob", "SlurmNode", "SlurmPartition", "SlurmSnapshot",
-    "SlurmSummary", "XidEvent", "clean_cluster_text", "clock_event_names", "neutralise_markup", "spec_for_model_name",
+    "AlertCondition", "AlertEvent", "AlertRule", "AlertState", "ClockEventReason", "ClusterName", "ClusterStatus",
+    "ClusterText", "ComposedText", "GpuMetrics", "GpuModelSpec", "GpuSample", "GpuSeries", "JobState", "Model",
+    "NetworkPort", "NodeMetrics", "QueueCounts", "Silence", "SlurmJob", "SlurmNode", "SlurmPartition",
+    "SlurmSnapshot", "SlurmSummary", "XidEvent", "clean_cluster_text", "clock_event_names", "neutralise_markup",
+    "spec_for_model_name",
 ]

@@ -52,6 +52,7 @@ class GpuModelSpec(Model):
     pcie_gen_max: int
     pcie_width_max: int = 16
     nvlink_count: int
+    memory_reserved_mib: int = Field(0, description="framebuffer the driver reserves (FB_RESERVED)")
 
 
 A100_80GB = GpuModelSpec(
@@ -67,6 +68,7 @@ A100_80GB = GpuModelSpec(
     max_mem_clock_mhz=1593,
     pcie_gen_max=4,
     nvlink_count=12,
+    memory_reserved_mib=565,
 )
 
 H100_80GB = GpuModelSpec(
@@ -82,6 +84,7 @@ H100_80GB = GpuModelSpec(
     max_mem_clock_mhz=2619,
     pcie_gen_max=5,
     nvlink_count=18,
+    memory_reserved_mib=329,
 )
 
 GPU_MODELS: dict[str, GpuModelSpec] = {"a100": A100_80GB, "h100": H100_80GB}
@@ -99,12 +102,14 @@ def spec_for_model_name(name: str | None) -> GpuModelSpec | None:
 
 
 class XidEvent(Model):
-    """One XID the driver logged for a GPU."""
+    """One XID the driver logged for a GPU (or, from an exporter that counts XIDs per window,
+    ``count`` occurrences first seen at ``timestamp``)."""
 
     xid: int
     timestamp: datetime
     message: ClusterText = ""
     job_id: ClusterName | None = None
+    count: int = Field(1, ge=1, description="occurrences this record stands for")
 
 
 class GpuMetrics(Model):
@@ -146,8 +151,21 @@ class GpuMetrics(Model):
     pcie_link_width_max: int | None = None
     pcie_replay_count: int | None = None
     nvlink_error_count: int | None = Field(default=None, description="CRC+replay+recovery total")
+    nvlink_crc_flit_errors: int | None = Field(default=None, description="flow-control CRC errors (DCGM 409)")
+    nvlink_crc_data_errors: int | None = Field(default=None, description="data CRC errors (DCGM 419)")
+    nvlink_replay_errors: int | None = Field(default=None, description="link-level retries (DCGM 429)")
+    nvlink_recovery_errors: int | None = Field(default=None, description="link retrainings after an error (DCGM 439)")
     nvlink_links_down: int | None = None
     nvlink_bandwidth_gbps: float | None = None
+    memory_reserved_mib: float | None = None
+    energy_mj: float | None = Field(default=None, description="energy since boot, millijoules (a counter)")
+    encoder_util_pct: float | None = None
+    decoder_util_pct: float | None = None
+    graphics_active: float | None = Field(default=None, description="ratio 0-1 (DCGM PROF_GR_ENGINE_ACTIVE)")
+    tensor_active: float | None = Field(default=None, description="ratio 0-1 (DCGM PROF_PIPE_TENSOR_ACTIVE)")
+    dram_active: float | None = Field(default=None, description="ratio 0-1 (DCGM PROF_DRAM_ACTIVE)")
+    pcie_tx_bytes_per_s: float | None = None
+    pcie_rx_bytes_per_s: float | None = None
     job_id: ClusterName | None = Field(default=None, description="Slurm job using this GPU (hpc_job)")
     stale: bool = False
     last_seen: datetime | None = None

@@ -17,7 +17,10 @@ class NetworkPort(Model):
     device: ClusterName
     port: int = 1
     state_id: int = Field(description="4 = ACTIVE; anything else is not passing traffic")
+    physical_state_id: int | None = Field(None, description="5 = LinkUp")
     link_downed_total: int = 0
+    link_downed_last_hour: int | None = Field(None, description="times the link went down in the last hour")
+    link_error_recovery_total: int | None = None
     rate_gbps: float | None = None
 
 

@@ -25,8 +25,8 @@ IDLE_SM_MHZ = 210.0
 
 GPU_COLUMNS = (
     "util", "mem_util", "mem_used", "temp", "mem_temp", "power", "power_limit", "sm_clock", "mem_clock",
-    "clock_events", "pcie_gen", "pcie_width", "pcie_replay", "nvlink_errors", "nvlink_down", "nvlink_bw",
-    "corr_rows", "uncorr_rows", "remap_pending", "remap_failure", "ecc_sbe", "ecc_dbe", "job_id",
+    "clock_events", "pcie_gen", "pcie_width", "pcie_replay", "nvlink_errors", "nvlink_crc_flit", "nvlink_crc_data",
+    "nvlink_replay", "nvlink_recovery", "nvlink_down", "nvlink_bw", "corr_rows", "uncorr_rows", "remap_pending", "remap_failure", "ecc_sbe", "ecc_dbe", "job_id",
 )
 
 
@@ -88,8 +88,8 @@ class Baseline:
         cols["power_limit"] = [spec.power_limit_w] * n
         cols["mem_clock"] = [spec.max_mem_clock_mhz] * n
         cols["pcie_width"] = [spec.pcie_width_max] * n
-        for counter in ("pcie_replay", "nvlink_errors", "nvlink_down", "corr_rows", "uncorr_rows", "ecc_sbe",
-                        "ecc_dbe"):
+        for counter in ("pcie_replay", "nvlink_errors", "nvlink_crc_flit", "nvlink_crc_data", "nvlink_replay",
+                        "nvlink_recovery", "nvlink_down", "corr_rows", "uncorr_rows", "ecc_sbe", "ecc_dbe"):
             cols[counter] = [0] * n
         cols["remap_pending"] = [False] * n
         cols["remap_failure"] = [False] * n

@@ -243,7 +243,15 @@ class NvlinkDegraded(Fault):
             cols["nvlink_bw"][i] = round(cols["nvlink_bw"][i] * 0.2, 1)
             if node == self.node and gpu == self.gpu:
                 minutes = (frame.times[i] - self.onset) / 60.0
-                cols["nvlink_errors"][i] = int(120 * minutes + 6 * minutes * minutes)
+                total = int(120 * minutes + 6 * minutes * minutes)
+                # DCGM counts the kinds apart: mostly flow-control CRC, then data CRC and replays;
+                # a recovery is the link retraining after it went down (about every 3 minutes)
+                recovery = 1 + int(minutes / 3)
+                flit, data = int(total * 0.6), int(total * 0.25)
+                cols["nvlink_crc_flit"][i], cols["nvlink_crc_data"][i] = flit, data
+                cols["nvlink_recovery"][i] = min(recovery, total - flit - data)
+                cols["nvlink_replay"][i] = total - flit - data - cols["nvlink_recovery"][i]
+                cols["nvlink_errors"][i] = total
                 cols["nvlink_down"][i] = 2
                 cols["nvlink_bw"][i] = 0.0
 

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from gpudoc.tools.models import GpuMetrics, GpuSample, GpuSeries, NetworkPort, NodeMetrics, XidEvent
+from gpudoc.tools.sim.activity import EnergyMeter, activity
 from gpudoc.tools.sim.baseline import SCRAPE_S, Baseline, Columns
 from gpudoc.tools.sim.faults import Fault, XidRecord
 from gpudoc.tools.sim.topology import IB_PORTS, Topology, node_id
 
 CHUNK = 40
 _MAX_CACHED_CHUNKS = 40_000
+#: the energy counter integrates power exactly from this long before the anchor on
+ENERGY_METERED_S = 2 * 3600
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class Telemetry:
         self._sample_chunks: dict[tuple[int, int, int], list[GpuSample]] = {}
         self._stamps: dict[int, datetime] = {}
         self._xids: dict[tuple[int, int], list[XidRecord]] = {}
+        self._job_kinds = {job.job_id: job.profile.kind for job in baseline.plan.jobs}
+        self.energy = EnergyMeter(baseline.noise, int((baseline.anchor_epoch - ENERGY_METERED_S) // SCRAPE_S), CHUNK,
+                                  topo.spec.idle_power_w, self._chunk_power)
 
     # ---- time ----------------------------------------------------------------------------
     def rel(self, bucket: int) -> float:
@@ -97,13 +103,21 @@ class Telemetry:
         cols = self._gpu_chunks.get(key)
         if cols is None:
             self._trim()
-            frame = self.baseline.frame(chunk * CHUNK, chunk * CHUNK + CHUNK - 1)
-            cols = self.baseline.gpu(node, gpu, frame)
-            for fault in self.faults:
-                if fault.affects_gpu(node, gpu):
-                    fault.shape_gpu(node, gpu, frame, cols)
-            self._gpu_chunks[key] = cols
+            cols = self._gpu_chunks[key] = self._compute_gpu_chunk(node, gpu, chunk)
         return cols
+
+    def _compute_gpu_chunk(self, node: int, gpu: int, chunk: int) -> Columns:
+        frame = self.baseline.frame(chunk * CHUNK, chunk * CHUNK + CHUNK - 1)
+        cols = self.baseline.gpu(node, gpu, frame)
+        for fault in self.faults:
+            if fault.affects_gpu(node, gpu):
+                fault.shape_gpu(node, gpu, frame, cols)
+        return cols
+
+    def _chunk_power(self, node: int, gpu: int, chunk: int) -> list[float]:
+        """Power readings of a chunk for the energy counter, without caching chunks nobody served."""
+        cached = self._gpu_chunks.get((node, gpu, chunk))
+        return (cached or self._compute_gpu_chunk(node, gpu, chunk))["power"]
 
     def node_chunk(self, node: int, chunk: int) -> Columns:
         key = (node, chunk)
@@ -184,6 +198,7 @@ class Telemetry:
         events = [XidEvent(xid=r.xid, timestamp=self.at_rel(r.t), message=r.message,
                            job_id=r.job.job_id if r.job else None)
                   for r in self.xids(node, gpu) if r.t <= now_rel]
+        extras = activity(p["util"], p["mem_util"], self._job_kinds.get(p["job_id"]))
         return GpuMetrics(
             node_id=node_id(node), index=gpu, uuid=self.topo.uuid(node, gpu), model=spec.name,
             pci_bus_id=self.topo.pci_bus_id(gpu), utilization_pct=p["util"], memory_used_mib=p["mem_used"],
@@ -196,8 +211,11 @@ class Telemetry:
             ecc_dbe_volatile=p["ecc_dbe"], pcie_link_gen=p["pcie_gen"], pcie_link_gen_max=spec.pcie_gen_max,
             pcie_link_width=p["pcie_width"], pcie_link_width_max=spec.pcie_width_max,
             pcie_replay_count=p["pcie_replay"], nvlink_error_count=p["nvlink_errors"],
+            nvlink_crc_flit_errors=p["nvlink_crc_flit"], nvlink_crc_data_errors=p["nvlink_crc_data"],
+            nvlink_replay_errors=p["nvlink_replay"], nvlink_recovery_errors=p["nvlink_recovery"],
             nvlink_links_down=p["nvlink_down"], nvlink_bandwidth_gbps=p["nvlink_bw"], job_id=p["job_id"],
-            stale=stale, last_seen=self.stamp(seen),
+            memory_reserved_mib=spec.memory_reserved_mib, energy_mj=self.energy.energy_mj(node, gpu, seen),
+            **extras, stale=stale, last_seen=self.stamp(seen),
         )
 
     def node_metrics(self, node: int, bucket: int, now: datetime) -> NodeMetrics:
@@ -206,8 +224,15 @@ class Telemetry:
             return NodeMetrics(node_id=node_id(node), hostname=self.topo.hostname(node), timestamp=now,
                                reachable=False, gpus=[], network=None, driver_version=None)
         p = self.node_point(node, bucket)
+        hour_ago = self.node_point(node, bucket - 3600 // SCRAPE_S)
+        # a port that is down polls for its peer; one coming back (init) already has its physical link;
+        # a flapping link also recovers from errors without going down, a few times per drop
         ports = [NetworkPort(device=f"mlx5_{k}", port=1, state_id=p[f"ib_state_{k}"],
-                             link_downed_total=p[f"ib_downed_{k}"], rate_gbps=self.topo.ib_rate_gbps)
+                             physical_state_id=2 if p[f"ib_state_{k}"] == 1 else 5,
+                             link_downed_total=p[f"ib_downed_{k}"],
+                             link_downed_last_hour=p[f"ib_downed_{k}"] - hour_ago[f"ib_downed_{k}"],
+                             link_error_recovery_total=3 * p[f"ib_downed_{k}"],
+                             rate_gbps=self.topo.ib_rate_gbps)
                  for k in range(IB_PORTS)]
         gpus = [self.gpu_metrics(node, g, bucket) for g in range(self.topo.gpus_per_node)]
         return NodeMetrics(node_id=node_id(node), hostname=self.topo.hostname(node), timestamp=now, reachable=True,

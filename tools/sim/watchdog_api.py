@@ -5,9 +5,10 @@ Why: ``gpudoc sim`` is a drop-in for the real backend (``backend/`` of GPU Watch
 frontend and for gpudoc's ``watchdog`` source: the same routes, the same JSON shapes and types
 (``watchdog_shapes``), the same error bodies. And it serves what the real backend's collector
 reads, so the real backend can run on the simulated cluster: one dcgm-exporter page per node at
-``/metrics/gpu/<hostname>/metrics`` (the collector takes the hostname from that path segment),
-prometheus-slurm-exporter's page at ``/metrics/slurm/metrics``, and the whole cluster's DCGM
-metrics at ``/metrics`` for a Prometheus.
+``/metrics/gpu/<hostname>/metrics`` (the collector takes the hostname from that path segment; a
+Prometheus scrapes the same pages, with node_exporter's at ``/metrics/node/<hostname>/metrics``,
+see ``exporter_routes``), prometheus-slurm-exporter's page at ``/metrics/slurm/metrics``, and the
+whole cluster's DCGM metrics at ``/metrics``.
 
 What the API shows is what the real backend shows when its collector scrapes those pages
 (``CollectorView``): a node whose host is down fails its scrape (its page answers 502, as a
@@ -35,7 +36,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpudoc.tools.models import GpuMetrics, NodeMetrics, SlurmSnapshot
-from gpudoc.tools.sim.dcgm_exporter import render_dcgm_metrics, render_node_dcgm_metrics
+from gpudoc.tools.sim.dcgm_exporter import DcgmExporter
+from gpudoc.tools.sim.exporter_routes import add_exporter_routes
 from gpudoc.tools.sim.exposition import PROMETHEUS_CONTENT_TYPE
 from gpudoc.tools.sim.slurm_exporter import render_slurm_metrics, slurm_export
 from gpudoc.tools.sim.source import SimSource
@@ -100,8 +102,9 @@ async def _slurm_or_none(source: ClusterSource) -> SlurmSnapshot | None:
         return None
 
 
-def create_watchdog_app(source: ClusterSource) -> FastAPI:
-    """A FastAPI app answering as GPU Watchdog's backend from ``source``. The caller owns ``source``."""
+def create_watchdog_app(source: ClusterSource, exporter: DcgmExporter | None = None) -> FastAPI:
+    """A FastAPI app answering as GPU Watchdog's backend from ``source``, with the per-node exporter
+    pages (``exporter_routes``) written by ``exporter``. The caller owns ``source``."""
     app = FastAPI(
         title="GPU Watchdog API (gpudoc)",
         description=f"The GPU Watchdog REST API served from the '{source.name}' cluster source.",
@@ -169,20 +172,7 @@ def create_watchdog_app(source: ClusterSource) -> FastAPI:
             return _error(404, "Slurm metrics not available")
         return JSONResponse(view.slurm.to_wire())
 
-    @app.get("/metrics")
-    async def prometheus_metrics() -> PlainTextResponse:
-        nodes = await source.current_metrics()
-        return PlainTextResponse(render_dcgm_metrics(nodes), media_type=PROMETHEUS_CONTENT_TYPE)
-
-    @app.get("/metrics/gpu/{host}/metrics")
-    async def node_exporter_page(host: str) -> PlainTextResponse:
-        nodes = await source.current_metrics()
-        node = next((node for node in nodes if host in (node.hostname, node.node_id)), None)
-        if node is None:
-            return PlainTextResponse(f"no exporter for host '{host}'\n", status_code=404)
-        if not node.reachable:
-            return PlainTextResponse(f"502 Bad Gateway: {host} does not answer\n", status_code=502)
-        return PlainTextResponse(render_node_dcgm_metrics(node), media_type=PROMETHEUS_CONTENT_TYPE)
+    add_exporter_routes(app, source, exporter or DcgmExporter())
 
     @app.get("/metrics/slurm/metrics")
     async def slurm_exporter_page() -> PlainTextResponse:

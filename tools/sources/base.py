@@ -1,7 +1,7 @@
 """The one interface every data source implements, and the errors it may raise.
 
 Why a single async interface: tools, analyzers, the agent and the servers never care where a
-fact came from (the embedded simulator, the GPU Watchdog REST API, later Prometheus or
+fact came from (the embedded simulator, the GPU Watchdog REST API, Prometheus, later
 slurmrestd). Each method returns typed models from ``gpudoc.tools.models``; each failure is one
 of the ``SourceError`` subclasses below with a message an operator (or a small LLM) can act on.
 """
@@ -9,7 +9,10 @@ of the ``SourceError`` subclasses below with a message an operator (or a small L
 from __future__ import annotations
 
 import abc
+import asyncio
 from typing import Sequence
+
+from pydantic import BaseModel, Field
 
 from gpudoc.tools.models import (
     AlertEvent,
@@ -17,6 +20,7 @@ from gpudoc.tools.models import (
     ClusterStatus,
     GpuSeries,
     NodeMetrics,
+    Silence,
     SlurmSnapshot,
 )
 from gpudoc.tools.models.text import clean_cluster_name
@@ -49,6 +53,24 @@ class NotSupportedError(SourceError):
     """The source cannot provide this kind of fact at all (e.g. the Slurm job list from Watchdog)."""
 
 
+class DiagnosisScope(BaseModel):
+    """What a source that screens the cluster itself (in PromQL) hands the diagnosis first.
+
+    Why: on a thousand nodes the diagnosis must not pull every GPU's readings and history. A source
+    that can ask its backend "which nodes show anything an analyzer could report?" names those
+    (``focus``); only they are fetched in full, while the counts and the cluster-wide baselines some
+    rules compare against cover the whole cluster.
+    """
+
+    focus: list[str] = Field(description="node ids worth a full look, in the cluster's order")
+    node_ids: list[str] = Field(description="every node id of the cluster")
+    gpu_count: int
+    reasons: dict[str, list[str]] = Field(default_factory=dict, description="why each focus node was picked")
+    link_downed_medians: dict[str, float] = Field(
+        default_factory=dict, description="median link_downed_total per InfiniBand port ('mlx5_0/1') cluster-wide"
+    )
+
+
 class ClusterSource(abc.ABC):
     """Read-only access to one cluster's facts.
 
@@ -56,8 +78,14 @@ class ClusterSource(abc.ABC):
     tool calls of a round in parallel).
     """
 
-    #: short name shown to users: "sim", "watchdog"
+    #: short name shown to users: "sim", "watchdog", "prometheus"
     name: str = "source"
+    #: whether ``diagnosis_scope`` screens the cluster in the backend (the diagnosis then fetches
+    #: only the nodes it names); sources without it are read in full
+    screens_cluster: bool = False
+    #: whether the source notes each signal it lacks itself (``sources.notes``), naming the field and
+    #: how to enable it; the diagnosis then adds no generic "not reported" lines of its own
+    reports_gaps: bool = False
 
     @abc.abstractmethod
     async def cluster_status(self) -> ClusterStatus: ...
@@ -85,6 +113,24 @@ class ClusterSource(abc.ABC):
     @abc.abstractmethod
     async def slurm(self) -> SlurmSnapshot | None:
         """The scheduler's view, or ``None`` when the cluster has no Slurm."""
+
+    async def diagnosis_scope(self, history_minutes: int, node: str | None = None) -> DiagnosisScope | None:
+        """The nodes a diagnosis must read in full (only ``node`` when given), or ``None`` when this
+        source cannot screen and the whole cluster must be read."""
+        return None
+
+    async def nodes_metrics(self, node_ids: Sequence[str]) -> list[NodeMetrics]:
+        """Several nodes' readings; sources that can fetch them in one request override this."""
+        return list(await asyncio.gather(*(self.node_metrics(node_id) for node_id in node_ids)))
+
+    async def nodes_history(self, node_ids: Sequence[str], duration_minutes: int = 60) -> list[GpuSeries]:
+        """Several nodes' GPU history; sources that can fetch it in one request override this."""
+        parts = await asyncio.gather(*(self.gpu_history(node_id, duration_minutes) for node_id in node_ids))
+        return [series for part in parts for series in part]
+
+    async def silences(self) -> list[Silence] | None:
+        """Alertmanager silences, or ``None`` when the source has no Alertmanager."""
+        return None
 
     async def node_ids(self) -> list[str]:
         """All node ids, in the cluster's order."""

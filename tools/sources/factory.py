@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 #: the source names; ``gpudoc.config.Settings`` and the CLI take their choices from here
-SourceName = Literal["sim", "watchdog"]
+SourceName = Literal["sim", "watchdog", "prometheus"]
 GpuModelName = Literal["a100", "h100"]
 SlurmMode = Literal["none", "rest", "cli"]
 #: the simulator's size limits
@@ -36,6 +36,15 @@ class SourceOptions(BaseModel):
     # watchdog
     backend_base_url: str = "http://localhost:3001"
     backend_timeout_s: float = 10.0
+    # prometheus
+    prometheus_url: str | None = None
+    alertmanager_url: str | None = None
+    prometheus_bearer_token: str | None = Field(None, repr=False)
+    prometheus_username: str | None = None
+    prometheus_password: str | None = Field(None, repr=False)
+    prometheus_tls_verify: bool = True
+    prometheus_selector: str = ""
+    prometheus_timeout_s: float = 15.0
     # scheduler facts for telemetry sources (None: slurmrestd when its URL is set, else none)
     slurm: SlurmMode | None = None
     slurmrestd_url: str | None = None
@@ -98,6 +107,27 @@ def _open_telemetry(options: SourceOptions) -> ClusterSource:
             scenarios=options.scenarios,
             realtime=options.realtime,
         )
+    if options.source == "prometheus":
+        return _open_prometheus(options)
     from gpudoc.tools.sources.watchdog import WatchdogSource
 
     return WatchdogSource(options.backend_base_url, timeout_s=options.backend_timeout_s)
+
+
+def _open_prometheus(options: SourceOptions) -> ClusterSource:
+    from gpudoc.tools.sources.base import SourceError
+    from gpudoc.tools.sources.prometheus import PrometheusClient, PrometheusSource
+
+    if not options.prometheus_url:
+        raise ValueError("--source prometheus needs the Prometheus URL: set PROMETHEUS_URL or pass --prometheus-url "
+                         "(for example http://prometheus:9090).")
+    try:
+        client = PrometheusClient(
+            options.prometheus_url, alertmanager_url=options.alertmanager_url,
+            bearer_token=options.prometheus_bearer_token, username=options.prometheus_username,
+            password=options.prometheus_password, verify_tls=options.prometheus_tls_verify,
+            timeout_s=options.prometheus_timeout_s,
+        )
+    except SourceError as exc:
+        raise ValueError(str(exc)) from None
+    return PrometheusSource(client, selector=options.prometheus_selector)

@@ -2,8 +2,9 @@
 
 Why: a source degrades per value, never per response. When a backend leaves a field out, sends
 one in an unexpected form, or reports a figure that means something else than its name says
-(GPU Watchdog's ``healthy``), the source keeps every other value and says what it did, in one
-line: ``"slurm.jobsPending not reported by this backend"``. Those lines must reach whoever reads
+(GPU Watchdog's ``healthy``), or is configured without a signal (a dcgm-exporter whose counters
+file leaves out row-remap pending), the source keeps every other value and says what it did, in
+one line: ``"slurm.jobsPending not reported by this backend"``. Those lines must reach whoever reads
 the facts (the model, the diagnosis), or a ``None`` reads as a healthy zero.
 
 How (one mechanism for every source): while facts are being gathered, a source calls

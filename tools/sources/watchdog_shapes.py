@@ -309,7 +309,7 @@ class AlertRuleWire(WireModel):
     # The API names the hold time `duration`; everything else maps field for field.
     @classmethod
     def from_model(cls, rule: AlertRule) -> AlertRuleWire:
-        return cls(duration=rule.duration_seconds, **rule.model_dump(exclude={"duration_seconds"}))
+        return cls(duration=rule.duration_seconds, **rule.model_dump(include=set(cls.model_fields) - {"duration"}))
 
     def to_model(self) -> AlertRule:
         return AlertRule(duration_seconds=self.duration or 0, **self.model_dump(exclude={"duration"}))
@@ -334,7 +334,7 @@ class AlertEventWire(WireModel):
     @classmethod
     def from_model(cls, event: AlertEvent) -> AlertEventWire:
         wire_id: int | str = int(event.id) if event.id.isdigit() else event.id
-        return cls(id=wire_id, **event.model_dump(exclude={"gpu_index", "id"}))
+        return cls(id=wire_id, **event.model_dump(include=set(cls.model_fields) - {"id"}))
 
     def to_model(self) -> AlertEvent:
         return AlertEvent(id=str(self.id), **self.model_dump(exclude={"id"}))

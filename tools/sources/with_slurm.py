@@ -16,6 +16,7 @@ the metrics: only ``slurm()`` reports its error.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 
 from gpudoc.tools.models import (
@@ -24,11 +25,18 @@ from gpudoc.tools.models import (
     ClusterStatus,
     GpuSeries,
     NodeMetrics,
+    Silence,
     SlurmNode,
     SlurmSnapshot,
     SlurmSummary,
 )
-from gpudoc.tools.sources.base import ClusterSource, SourceError, UnknownNodeError, normalise_node_id
+from gpudoc.tools.sources.base import (
+    ClusterSource,
+    DiagnosisScope,
+    SourceError,
+    UnknownNodeError,
+    normalise_node_id,
+)
 from gpudoc.tools.sources.slurm_client import SlurmClient
 
 
@@ -39,6 +47,9 @@ class WithSlurmSource(ClusterSource):
         self.telemetry = telemetry
         self.scheduler = scheduler
         self.name = f"{telemetry.name}+slurm"
+        # a telemetry source that screens the cluster (Prometheus) keeps doing so under Slurm
+        self.screens_cluster = telemetry.screens_cluster
+        self.reports_gaps = telemetry.reports_gaps
 
     async def slurm(self) -> SlurmSnapshot:
         return await self.scheduler.snapshot()
@@ -84,6 +95,18 @@ class WithSlurmSource(ClusterSource):
             if resolved != node_id:
                 return await self.gpu_history(resolved, duration_minutes)
             return []  # a node only Slurm knows: no telemetry, so no history
+
+    async def diagnosis_scope(self, history_minutes: int, node: str | None = None) -> DiagnosisScope | None:
+        return await self.telemetry.diagnosis_scope(history_minutes, node)
+
+    async def nodes_metrics(self, node_ids: Sequence[str]) -> list[NodeMetrics]:
+        return await self.telemetry.nodes_metrics(node_ids)
+
+    async def nodes_history(self, node_ids: Sequence[str], duration_minutes: int = 60) -> list[GpuSeries]:
+        return await self.telemetry.nodes_history(node_ids, duration_minutes)
+
+    async def silences(self) -> list[Silence] | None:
+        return await self.telemetry.silences()
 
     async def alert_rules(self) -> list[AlertRule]:
         return await self.telemetry.alert_rules()

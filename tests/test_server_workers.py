@@ -88,9 +88,11 @@ def listening_ports(pid: int) -> set[int]:
 
 
 def listening_workers(llm_url: str, port: int, *, gone: int | None = None) -> list[int]:
-    """The worker pids once two of them (without ``gone``) each listen on ``port`` (or what there is after 20 s)."""
+    """The worker pids once two of them (without ``gone``) each listen on ``port`` (or what there is
+    after 90 s: a replaced worker is a fresh interpreter that imports the whole stack, which takes
+    tens of seconds on a busy 2-core machine)."""
     workers: list[int] = []
-    for _ in range(200):
+    for _ in range(900):
         workers = [pid for pid in worker_pids(llm_url) if pid != gone and listening_ports(pid) == {port}]
         if len(workers) == 2:
             break

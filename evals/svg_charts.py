@@ -33,6 +33,13 @@ def _text(x: float, y: float, text: str, *, anchor: str = "start", size: int = 1
             f"{escape(text)}</text>")
 
 
+def _bar(x: float, y: float, width: float, height: float, fill: str, tooltip: str) -> str:
+    """One bar of a bar chart, with its value as a hover tooltip (``tooltip`` is escaped here,
+    since it quotes labels). Why shared: every bar chart of the report must look and hover alike."""
+    return (f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{height:.1f}" '
+            f'fill="{fill}"><title>{escape(tooltip)}</title></rect>')
+
+
 @dataclass(frozen=True)
 class Bar:
     label: str
@@ -55,9 +62,8 @@ def rate_bars(bars: Sequence[Bar], *, title: str, width: int = 560, row: int = 2
         y = 22 + index * row
         colour = PASS if bar.value >= 0.9 else "#f9a825" if bar.value >= 0.5 else FAIL
         parts.append(_text(label_w - 8, y + row * 0.65, bar.label, anchor="end"))
-        parts.append(f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{max(plot_w * bar.value, 1.5):.1f}" '
-                     f'height="{row - 7}" fill="{colour}"><title>{escape(bar.label)}: {bar.value:.0%} '
-                     f'{escape(bar.note)}</title></rect>')
+        parts.append(_bar(label_w, y + 3, max(plot_w * bar.value, 1.5), row - 7, colour,
+                          f"{bar.label}: {bar.value:.0%} {bar.note}"))
         parts.append(_text(label_w + plot_w + 6, y + row * 0.65, f"{bar.value:.0%} {bar.note}", size=11))
     return _svg(width, height, "".join(parts), title)
 
@@ -81,11 +87,8 @@ def stacked_bars(stacks: Sequence[Stack], *, title: str, width: int = 560, row: 
         passed_w = plot_w * stack.passed / most
         failed_w = plot_w * stack.failed / most
         parts.append(_text(label_w - 8, y + row * 0.65, stack.label, anchor="end"))
-        parts.append(f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{passed_w:.1f}" height="{row - 7}" '
-                     f'fill="{PASS}"><title>{escape(stack.label)}: {stack.passed} passed</title></rect>')
-        parts.append(f'<rect class="bar" x="{label_w + passed_w:.1f}" y="{y + 3}" width="{failed_w:.1f}" '
-                     f'height="{row - 7}" fill="{FAIL}"><title>{escape(stack.label)}: {stack.failed} failed'
-                     f'</title></rect>')
+        parts.append(_bar(label_w, y + 3, passed_w, row - 7, PASS, f"{stack.label}: {stack.passed} passed"))
+        parts.append(_bar(label_w + passed_w, y + 3, failed_w, row - 7, FAIL, f"{stack.label}: {stack.failed} failed"))
         parts.append(_text(label_w + passed_w + failed_w + 6, y + row * 0.65, f"{stack.passed}/{stack.passed + stack.failed}",
                            size=11))
     return _svg(width, height, "".join(parts), title)

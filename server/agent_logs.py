@@ -14,6 +14,8 @@ import threading
 from collections import deque
 from datetime import UTC, datetime
 
+from gpudoc.tools.js_numbers import express_count
+
 #: the most lines kept, and the most one request may ask for (the original API's cap)
 MAX_LOG_LINES = 500
 DEFAULT_LOG_LINES = 100
@@ -57,10 +59,4 @@ def recent_logs() -> RecentLogs:
 
 def requested_lines(raw: str | None) -> int:
     """``Math.min(Number(lines) || 100, 500)``, as the original backend reads ``?lines=``."""
-    try:
-        number = float(raw) if raw is not None and raw.strip() else 0.0
-    except ValueError:
-        number = 0.0
-    if number != number or number == 0:  # NaN or 0
-        return DEFAULT_LOG_LINES
-    return int(min(number, MAX_LOG_LINES))
+    return express_count(raw, default=DEFAULT_LOG_LINES, cap=MAX_LOG_LINES)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 from statistics import median
-from typing import Awaitable, TypeVar
+from typing import Awaitable, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -105,6 +105,39 @@ def live_gpus(node: NodeMetrics) -> list[GpuMetrics]:
 
 def median_or_none(values: list[float]) -> float | None:
     return median(values) if values else None
+
+
+#: the cumulative counters a ``GpuSample`` carries
+HistoryCounter = Literal["nvlink_error_count", "pcie_replay_count", "correctable_remapped_rows"]
+
+
+class CounterClimb(NamedTuple):
+    """A cumulative counter's first and last reported value in the history window, minutes apart."""
+
+    first: int
+    last: int
+    minutes: float
+
+    @property
+    def gained(self) -> int:
+        return self.last - self.first
+
+
+def counter_climb(series: GpuSeries | None, counter: HistoryCounter) -> CounterClimb | None:
+    """How far ``counter`` moved over ``series``; ``None`` without two samples that report it.
+
+    Why one reading for every counter rule (NVLink errors, PCIe replays, correctable remapped
+    rows): a lifetime total says little, a climb within the window says a part is failing now, and
+    every such rule must skip the samples that lack the counter in the same way.
+    """
+    if series is None:
+        return None
+    points = [(sample.timestamp, value) for sample in series.samples
+              if (value := getattr(sample, counter)) is not None]
+    if len(points) < 2:
+        return None
+    (t0, first), (t1, last) = points[0], points[-1]
+    return CounterClimb(first, last, (t1 - t0).total_seconds() / 60)
 
 
 def _now_of(nodes: list[NodeMetrics], slurm: SlurmSnapshot | None) -> datetime:

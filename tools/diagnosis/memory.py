@@ -7,7 +7,7 @@ remap fails, which is an RMA condition (domain.md §3, §7.2-7.4).
 
 from __future__ import annotations
 
-from gpudoc.tools.diagnosis.facts import ClusterFacts
+from gpudoc.tools.diagnosis.facts import ClusterFacts, counter_climb
 from gpudoc.tools.diagnosis.findings import Finding
 from gpudoc.tools.diagnosis.rules import finding, gpu_subject, num
 from gpudoc.tools.models import GpuMetrics, GpuSeries
@@ -100,15 +100,12 @@ def _gpu_memory_findings(gpu: GpuMetrics, series: GpuSeries | None) -> list[Find
 
 
 def _correctable_trend(gpu: GpuMetrics, series: GpuSeries | None) -> tuple[int, int, float] | None:
-    if series is None:
+    climb = counter_climb(series, "correctable_remapped_rows")
+    if climb is None:
         return None
-    points = [(s.timestamp, s.correctable_remapped_rows) for s in series.samples
-              if s.correctable_remapped_rows is not None]
-    if len(points) < 2:
-        return None
-    (t0, first), (t1, last) = points[0], points[-1]
+    last = climb.last
     if gpu.correctable_remapped_rows is not None and not gpu.stale:
         last = max(last, gpu.correctable_remapped_rows)
-    if last - first < CORRECTABLE_ROWS_TREND:
+    if last - climb.first < CORRECTABLE_ROWS_TREND:
         return None
-    return first, last, (t1 - t0).total_seconds() / 60
+    return climb.first, last, climb.minutes

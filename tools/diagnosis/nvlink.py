@@ -6,7 +6,7 @@ lifetime total says little, a climb within the last hour means a link is failing
 
 from __future__ import annotations
 
-from gpudoc.tools.diagnosis.facts import ClusterFacts, live_gpus, median_or_none
+from gpudoc.tools.diagnosis.facts import ClusterFacts, counter_climb, live_gpus, median_or_none
 from gpudoc.tools.diagnosis.findings import Finding
 from gpudoc.tools.diagnosis.rules import finding, gpu_subject, num
 from gpudoc.tools.models import GpuMetrics, GpuSeries
@@ -54,12 +54,7 @@ def _evidence(gpu: GpuMetrics, gpus: list[GpuMetrics], series: GpuSeries | None)
 
 
 def _error_climb(series: GpuSeries | None) -> str | None:
-    if series is None:
+    climb = counter_climb(series, "nvlink_error_count")
+    if climb is None or climb.gained < ERROR_DELTA:
         return None
-    points = [(s.timestamp, s.nvlink_error_count) for s in series.samples if s.nvlink_error_count is not None]
-    if len(points) < 2:
-        return None
-    (t0, first), (t1, last) = points[0], points[-1]
-    if last - first < ERROR_DELTA:
-        return None
-    return f"NVLink errors {first} -> {last} (+{last - first}) in {num((t1 - t0).total_seconds() / 60, 0)} min"
+    return f"NVLink errors {climb.first} -> {climb.last} (+{climb.gained}) in {num(climb.minutes, 0)} min"

@@ -7,7 +7,7 @@ busy, or replays climbing, is a signal-integrity problem (riser, slot, cable, re
 
 from __future__ import annotations
 
-from gpudoc.tools.diagnosis.facts import ClusterFacts, live_gpus
+from gpudoc.tools.diagnosis.facts import ClusterFacts, counter_climb, live_gpus
 from gpudoc.tools.diagnosis.findings import Finding
 from gpudoc.tools.diagnosis.rules import finding, gpu_subject, num
 from gpudoc.tools.models import GpuMetrics, GpuSeries
@@ -55,14 +55,8 @@ def _degraded_under_load(gpu: GpuMetrics) -> str | None:
 
 
 def _replay_rate(series: GpuSeries | None) -> str | None:
-    if series is None:
+    climb = counter_climb(series, "pcie_replay_count")
+    if climb is None or climb.gained < REPLAY_DELTA or climb.minutes <= 0:
         return None
-    points = [(s.timestamp, s.pcie_replay_count) for s in series.samples if s.pcie_replay_count is not None]
-    if len(points) < 2:
-        return None
-    (t0, first), (t1, last) = points[0], points[-1]
-    delta = last - first
-    minutes = (t1 - t0).total_seconds() / 60
-    if delta < REPLAY_DELTA or minutes <= 0:
-        return None
-    return f"PCIe replays {first} -> {last} (+{delta}) in {num(minutes, 0)} min, {num(delta / minutes)}/min"
+    return (f"PCIe replays {climb.first} -> {climb.last} (+{climb.gained}) in {num(climb.minutes, 0)} min, "
+            f"{num(climb.gained / climb.minutes)}/min")

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gpudoc.tools.js_numbers import express_count
 from gpudoc.tools.models import AlertCondition, AlertEvent, AlertRule
 from gpudoc.tools.sim.rule_book import UnknownRuleError
 from gpudoc.tools.sim.source import SimSource
@@ -156,13 +157,7 @@ async def _rule_fields(request: Request) -> dict[str, Any] | None:
 
 def _events_limit(raw: str | None) -> int:
     """``Math.min(Number(limit) || 100, 1000)``, where SQLite reads a negative LIMIT as none."""
-    try:
-        number = float(raw) if raw is not None and raw.strip() else 0.0
-    except ValueError:
-        number = 0.0
-    if math.isnan(number) or number == 0:
-        return EVENTS_DEFAULT
-    return int(min(number, EVENTS_CAP))
+    return express_count(raw, default=EVENTS_DEFAULT, cap=EVENTS_CAP)
 
 
 def _firing_order(event: AlertEvent) -> tuple[object, int | str]:

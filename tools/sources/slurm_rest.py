@@ -28,13 +28,18 @@ import httpx
 
 from gpudoc.tools.models import SlurmSnapshot
 from gpudoc.tools.sources.base import SourceError, SourceProtocolError, SourceUnavailableError
+from gpudoc.tools.sources.http_errors import (
+    RETRYABLE_STATUSES,
+    checked_http_url,
+    one_line,
+    parsed_json,
+    transport_reason,
+)
 from gpudoc.tools.sources.slurm_client import SlurmClient
 from gpudoc.tools.sources.slurm_snapshot import Answer, Answers, build_snapshot
-from gpudoc.tools.sources.watchdog import _transport_reason
 
 #: OpenAPI versions gpudoc reads, newest first (v0.0.44 = 25.11 ... v0.0.38 = 22.05)
 SUPPORTED_VERSIONS = ("v0.0.44", "v0.0.43", "v0.0.42", "v0.0.41", "v0.0.40", "v0.0.39", "v0.0.38")
-RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 #: longest piece of slurmrestd's own error text quoted in a message
 ERROR_TEXT_MAX_CHARS = 300
 _AUTH_HINT = ("Set SLURM_JWT (a token from `scontrol token username=USER lifespan=SECONDS`) or "
@@ -188,7 +193,7 @@ class SlurmRestClient(SlurmClient):
             except httpx.TransportError as exc:
                 if last:
                     raise SourceUnavailableError(
-                        f"Could not reach slurmrestd at {self.base_url}: {_transport_reason(exc)}. "
+                        f"Could not reach slurmrestd at {self.base_url}: {transport_reason(exc)}. "
                         "Is slurmrestd running and listening there? Set SLURMRESTD_URL."
                     ) from None
             else:
@@ -232,14 +237,8 @@ class SlurmRestClient(SlurmClient):
         )
 
     def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
-        try:
-            payload = json.loads(response.content)
-        except ValueError as exc:
-            start = response.text[:80].replace("\n", " ")
-            raise SourceProtocolError(
-                f"slurmrestd at {self.base_url} returned malformed JSON for {what} ({exc}; body "
-                f"starts {start!r}). Is SLURMRESTD_URL really slurmrestd?"
-            ) from None
+        payload = parsed_json(response, server=f"slurmrestd at {self.base_url}", what=what,
+                              hint="Is SLURMRESTD_URL really slurmrestd?")
         if not isinstance(payload, dict):
             raise SourceProtocolError(f"slurmrestd at {self.base_url} returned a {type(payload).__name__} "
                                       f"for {what}, not an object.")
@@ -256,8 +255,8 @@ class _VersionGone(SourceError):
 
 
 def _checked_url(url: str) -> str:
-    clean = url.strip().rstrip("/")
-    if not clean.startswith(("http://", "https://")) or not clean.split("://", 1)[1]:
+    clean = checked_http_url(url)
+    if clean is None:
         raise SourceError(
             f"SLURMRESTD_URL must start with http:// or https://, got {url!r} "
             "(for example http://slurm-head:6820)."
@@ -312,11 +311,10 @@ def _slurm_errors(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        text = " ".join(response.text.split())
+        text = response.text
     else:
         errors = body.get("errors") if isinstance(body, dict) else None
         parts = [e.get("description") or e.get("error") for e in errors or [] if isinstance(e, dict)]
         text = "; ".join(dict.fromkeys(p for p in parts if p))
-    if not text:
-        return ""
-    return ": " + (text[:ERROR_TEXT_MAX_CHARS] + "…" if len(text) > ERROR_TEXT_MAX_CHARS else text)
+    text = one_line(text, ERROR_TEXT_MAX_CHARS)
+    return f": {text}" if text else ""

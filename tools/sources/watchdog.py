@@ -24,7 +24,6 @@ and Slurm's view all come from it, consistent with each other. The backend's own
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +48,13 @@ from gpudoc.tools.sources.base import (
     SourceUnavailableError,
     normalise_node_id,
 )
+from gpudoc.tools.sources.http_errors import (
+    RETRYABLE_STATUSES,
+    checked_http_url,
+    one_line,
+    parsed_json,
+    transport_reason,
+)
 from gpudoc.tools.sources.notes import collecting_notes, note
 from gpudoc.tools.sources.watchdog_shapes import (
     AlertEventWire,
@@ -59,9 +65,6 @@ from gpudoc.tools.sources.watchdog_shapes import (
     SlurmWire,
 )
 from gpudoc.tools.sources.wire import Records, describe_errors, read_wire, wire_issues
-
-#: HTTP statuses worth another try: the backend or a proxy in front of it is briefly unwell.
-RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 
 #: The most events ``GET /api/alerts/events/history`` returns; it returns the oldest first.
 ALERT_EVENTS_CAP = 1000
@@ -242,15 +245,8 @@ class WatchdogSource(ClusterSource):
                 f"The GPU Watchdog backend at {self.base_url} rejected {endpoint} with HTTP "
                 f"{response.status_code}{_error_detail(response)}."
             )
-        try:
-            payload = json.loads(response.content)
-        except ValueError as exc:
-            start = response.text[:80].replace("\n", " ")
-            raise SourceProtocolError(
-                f"The GPU Watchdog backend at {self.base_url} returned malformed JSON for "
-                f"{endpoint} ({exc}; body starts {start!r}). Is {self.base_url} really a "
-                "GPU Watchdog API?"
-            ) from None
+        payload = parsed_json(response, server=f"The GPU Watchdog backend at {self.base_url}", what=endpoint,
+                              hint=f"Is {self.base_url} really a GPU Watchdog API?")
         try:
             wire = read_wire(shape, payload)
         except ValidationError as exc:
@@ -280,7 +276,7 @@ class WatchdogSource(ClusterSource):
                 if last:
                     raise SourceUnavailableError(
                         f"Could not reach the GPU Watchdog backend at {self.base_url}: "
-                        f"{_transport_reason(exc)}. Is it running? Set BACKEND_BASE_URL or "
+                        f"{transport_reason(exc)}. Is it running? Set BACKEND_BASE_URL or "
                         "--backend-url."
                     ) from None
             else:
@@ -302,8 +298,8 @@ def _newest_first(event: AlertEvent) -> tuple[datetime, int]:
 
 
 def _checked_base_url(base_url: str) -> str:
-    url = base_url.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
+    url = checked_http_url(base_url)
+    if url is None:
         raise SourceError(
             f"The GPU Watchdog backend URL must start with http:// or https://, got {base_url!r} "
             "(for example http://localhost:3001). Set BACKEND_BASE_URL or --backend-url."
@@ -312,21 +308,6 @@ def _checked_base_url(base_url: str) -> str:
 
 
 # ---- error messages ---------------------------------------------------------------------------
-
-
-def _transport_reason(exc: httpx.TransportError) -> str:
-    """The root cause in words; httpx often wraps it as "All connection attempts failed"."""
-    chain: list[BaseException] = []
-    cause: BaseException | None = exc
-    while cause is not None and cause not in chain:
-        chain.append(cause)
-        cause = cause.__cause__ or cause.__context__
-    texts = " ".join(str(link).lower() for link in chain)
-    if any(isinstance(link, ConnectionRefusedError) for link in chain) or "refused" in texts:
-        return "connection refused"
-    if "name or service not known" in texts or "nodename nor servname" in texts:
-        return "host name not found"
-    return str(exc) or type(exc).__name__
 
 
 #: longest part of a backend's ``{"error": ...}`` text quoted in our error messages
@@ -340,7 +321,5 @@ def _error_detail(response: httpx.Response) -> str:
     except ValueError:
         return ""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        # The backend's words, not ours: one line, bounded, so they cannot swamp the message.
-        text = " ".join(body["error"].split())
-        return f": {text[:ERROR_DETAIL_MAX_CHARS]}" + ("…" if len(text) > ERROR_DETAIL_MAX_CHARS else "")
+        return f": {one_line(body['error'], ERROR_DETAIL_MAX_CHARS)}"
     return ""

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from gpudoc.tools.sources.base import SourceError, SourceProtocolError, SourceUnavailableError
+from gpudoc.tools.sources.http_errors import UNTRUSTED_CERTIFICATE, checked_http_url, one_line, transport_reason
 
 #: statuses worth one more try: the server or a proxy in front of it is briefly unwell
 RETRYABLE = frozenset({502, 503, 504})
@@ -216,8 +217,8 @@ class PrometheusClient:
 
 
 def checked_url(url: str | None, variable: str) -> str:
-    text = (url or "").strip().rstrip("/")
-    if not text.startswith(("http://", "https://")) or not text.split("://", 1)[1]:
+    text = checked_http_url(url)
+    if text is None:
         raise SourceError(
             f"{variable} must be an http:// or https:// URL, got {url!r} (for example http://prometheus:9090)."
         )
@@ -230,16 +231,10 @@ def _base(url: str) -> str:
 
 
 def _reason(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    text = " ".join(str(link) for link in (exc, exc.__cause__, exc.__context__) if link).lower()
-    if "refused" in text or "all connection attempts failed" in text:
-        return "connection refused"
-    if "name or service not known" in text or "nodename nor servname" in text:
-        return "host name not found"
-    if "certificate" in text:
-        return "TLS certificate not trusted; set PROMETHEUS_TLS_VERIFY=false for a self-signed one"
-    return str(exc) or type(exc).__name__
+    reason = transport_reason(exc)
+    if reason == UNTRUSTED_CERTIFICATE:
+        return f"{reason}; set PROMETHEUS_TLS_VERIFY=false for a self-signed one"
+    return reason
 
 
 def _decode(response: httpx.Response, service: str, query: str | None, *, envelope: bool) -> Any:
@@ -258,13 +253,13 @@ def _decode(response: httpx.Response, service: str, query: str | None, *, envelo
         ) from None
     error = body.get("error") if isinstance(body, dict) else None
     if response.status_code in (400, 422) or (envelope and isinstance(body, dict) and body.get("status") == "error"):
-        detail = " ".join(str(error or body).split())[:300]
+        detail = one_line(str(error or body), 300)
         shown = f" for query {_clip(query)}" if query else ""
         raise SourceProtocolError(f"{where} rejected the request{shown}: {detail}")
     if response.status_code >= 500:
-        raise SourceUnavailableError(f"{where} failed with {response.status_code}: {' '.join(str(error).split())[:300]}")
+        raise SourceUnavailableError(f"{where} failed with {response.status_code}: {one_line(str(error), 300)}")
     if response.status_code >= 400:
-        raise SourceProtocolError(f"{where} answered {response.status_code}: {' '.join(str(error or body).split())[:300]}")
+        raise SourceProtocolError(f"{where} answered {response.status_code}: {one_line(str(error or body), 300)}")
     if not envelope:
         return body
     if not isinstance(body, dict) or "data" not in body:
@@ -280,5 +275,4 @@ def _result(data: Any, kind: str, expr: str) -> list[dict[str, Any]]:
 
 
 def _clip(query: str | None, limit: int = 80) -> str:
-    text = " ".join((query or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(query or "", limit)

@@ -24,12 +24,12 @@ from gpudoc.tools.models import (
 )
 from gpudoc.tools.render_alerts import render_alert_history, render_alerts
 from gpudoc.tools.render_diagnosis import MAX_INFO_LISTED, render_diagnosis
-from gpudoc.tools.render_metrics import (
+from gpudoc.tools.render_metrics import render_current_metrics
+from gpudoc.tools.render_node_details import (
     GPU_FIELD_KEYS,
     GPU_FIELDS_LEFT_OUT,
     GPU_FIELDS_PER_NODE,
     gpu_details,
-    render_current_metrics,
     render_node_details,
 )
 from gpudoc.tools.render_slurm import hostlist, normalise_job_state, render_slurm_jobs, render_slurm_status

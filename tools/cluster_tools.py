@@ -25,12 +25,8 @@ from gpudoc.tools.diagnosis.engine import diagnose
 from gpudoc.tools.render_alerts import render_alert_history, render_alerts
 from gpudoc.tools.render_diagnosis import render_diagnosis
 from gpudoc.tools.render_history import render_all_nodes_history, render_node_history
-from gpudoc.tools.render_metrics import (
-    render_cluster_status,
-    render_current_metrics,
-    render_node_details,
-    slurm_node_for,
-)
+from gpudoc.tools.render_metrics import render_cluster_status, render_current_metrics
+from gpudoc.tools.render_node_details import render_node_details, slurm_node_for
 from gpudoc.tools.render_slurm import render_slurm_jobs, render_slurm_status
 from gpudoc.tools.sources.base import (
     ClusterSource,

@@ -1,5 +1,6 @@
 """Shared pytest configuration. Area-specific fixtures live in the test modules of each area;
-the real services every area may need are started here, once per session."""
+the real services every area may need are started here, once per session, and the stub vLLM
+server that the server's HTTP test modules share is made here, once per test."""
 
 from __future__ import annotations
 
@@ -43,3 +44,17 @@ def postgres_server() -> Iterator["PostgresServer"]:  # noqa: F821
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def stub() -> Iterator["StubVllmServer"]:  # noqa: F821
+    """A fresh stub vLLM server (a TEST DOUBLE) per test: the OpenAI client caches connections per
+    base URL and event loop, and each test runs on a loop of its own."""
+    from tests.doubles.stub_vllm import StubVllmServer
+
+    server = StubVllmServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -26,7 +26,7 @@ from gpudoc.server.app import create_app
 from gpudoc.server.settings import ServerSettings
 from gpudoc.tools.sim.source import SimSource
 from tests.doubles.stub_vllm import StubReply, StubToolCall, StubVllmServer, keyword_policy
-from tests.test_server_http import closed_port_url, human, metric_value, settings_for, sse_records
+from tests.served_app import closed_port_url, human, metric_value, settings_for, sse_records
 
 QUESTION = "Is node-2 running hot?"
 

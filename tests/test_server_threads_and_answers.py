@@ -19,7 +19,7 @@ from gpudoc.server.app import create_app
 from gpudoc.server.turns import ThreadConflictError, history_to_add
 from gpudoc.tools.sim.source import SimSource
 from tests.doubles.stub_vllm import PLANNING_TEXT, StubVllmServer, planning_text_policy
-from tests.test_server_http import HOT_QUESTION, human, serving, settings_for, sse_records
+from tests.served_app import HOT_QUESTION, human, serving, settings_for, sse_records
 
 @pytest.fixture
 def chatty() -> Any:

@@ -22,8 +22,8 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from gpudoc.cli import main
 from gpudoc.graph.checkpoint import state_serializer
 from tests.doubles.stub_vllm import StubVllmServer
+from tests.served_gpudoc import gpudoc_serve, metric
 from tests.services import free_port
-from tests.test_server_live import gpudoc_serve, metric
 
 
 def serve_refusal(monkeypatch: Any, capsys: Any, *args: str) -> tuple[int, str]:

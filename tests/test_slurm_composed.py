@@ -116,7 +116,7 @@ def test_slurm_nodename_and_telemetry_hostname_are_matched_through_nodehostname(
 
     from gpudoc.tools.diagnosis.facts import ClusterFacts
     from gpudoc.tools.models import NodeMetrics, QueueCounts, SlurmNode, SlurmSnapshot
-    from gpudoc.tools.render_metrics import slurm_node_for
+    from gpudoc.tools.render_node_details import slurm_node_for
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     telemetry = NodeMetrics(node_id="gpu001", hostname="gpu001", timestamp=now)

@@ -8,14 +8,13 @@ import pytest
 
 from gpudoc.tools.compact import OUTPUT_BUDGET_CHARS, dumps, fit_to_budget, free_text
 from gpudoc.tools.models import A100_80GB, H100_80GB, GpuSample, GpuSeries
-from gpudoc.tools.summaries import (
+from gpudoc.tools.history_stats import slope_per_10min, summarise_gpu_series
+from gpudoc.tools.render_history import (
     CHART_POINTS,
     POINT_FIELDS,
     chart_points,
     render_all_nodes_history,
     render_node_history,
-    slope_per_10min,
-    summarise_gpu_series,
 )
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -24,12 +24,9 @@ from gpudoc.tools.compact import NOTES_KEY, dumps
 from gpudoc.tools.diagnosis.engine import diagnose
 from gpudoc.tools.render_alerts import render_alert_history, render_alerts
 from gpudoc.tools.render_diagnosis import render_diagnosis
-from gpudoc.tools.render_metrics import (
-    render_cluster_status,
-    render_current_metrics,
-    render_node_details,
-    slurm_node_for,
-)
+from gpudoc.tools.render_history import render_all_nodes_history, render_node_history
+from gpudoc.tools.render_metrics import render_cluster_status, render_current_metrics
+from gpudoc.tools.render_node_details import render_node_details, slurm_node_for
 from gpudoc.tools.render_slurm import render_slurm_jobs, render_slurm_status
 from gpudoc.tools.sources.base import (
     ClusterSource,
@@ -38,7 +35,6 @@ from gpudoc.tools.sources.base import (
     UnknownNodeError,
 )
 from gpudoc.tools.sources.notes import collecting_notes
-from gpudoc.tools.summaries import render_all_nodes_history, render_node_history
 from gpudoc.tools.tool_schemas import (
     ALERT_HISTORY_LIMIT_MAX,
     HISTORY_MINUTES_MAX,

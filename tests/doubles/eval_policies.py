@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from tests.doubles.stub_vllm import Policy, StubReply, StubToolCall, keyword_policy
-from tests.doubles.stub_vllm import _text_of as _text
+from tests.doubles.vllm_wire import message_text as _text
 
 _NODE = re.compile(r"\bnode[-_ ]?(\d+)\b", re.IGNORECASE)
 _GPU = re.compile(r"\bgpu[-_ ]?(\d+)\b", re.IGNORECASE)

@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.doubles.http_double import JsonHandler, ThreadedHttpDouble
 
 
 @dataclass
@@ -86,22 +88,10 @@ def _multipart_parts(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
     return parts
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JsonHandler):
     server: "_RecorderHttpServer"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        return
-
     # -- plumbing -------------------------------------------------------------------------
-    def _reply(self, status: int, payload: Any) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def _read(self) -> RecordedRequest:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -147,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
             if request.path == "/info":
                 # No batch_ingest_config: the SDK then uses its defaults (multipart run ingestion),
                 # compressed with zstd as current LangSmith servers accept it.
-                return self._reply(200, {"version": "0.0.0-recorder",
+                return self.send_json(200, {"version": "0.0.0-recorder",
                                          "instance_flags": {"zstd_compression_enabled": True}})
             if parts[0] == "datasets":
                 return self._datasets(method, parts, request, state)
@@ -161,34 +151,34 @@ class _Handler(BaseHTTPRequestHandler):
                 item = self._json(request)
                 item.setdefault("id", str(uuid.uuid4()))
                 state.feedback.append(item)
-                return self._reply(200, self._feedback_view(item))
-        self._reply(404, {"detail": f"the recorder double has no route {method} {request.path}"})
+                return self.send_json(200, self._feedback_view(item))
+        self.send_json(404, {"detail": f"the recorder double has no route {method} {request.path}"})
 
     def _datasets(self, method: str, parts: list[str], request: RecordedRequest, state: RecorderState) -> None:
         if method == "POST" and len(parts) == 1:
             body = self._json(request)
             if any(d["name"] == body.get("name") for d in state.datasets.values()):
-                return self._reply(409, {"detail": "Dataset already exists"})
+                return self.send_json(409, {"detail": "Dataset already exists"})
             dataset = {"id": str(body.get("id") or uuid.uuid4()), "name": body["name"],
                        "description": body.get("description"), "data_type": body.get("data_type", "kv"),
                        "metadata": body.get("extra", {}).get("metadata") if body.get("extra") else body.get("metadata"),
                        "created_at": _now(), "modified_at": _now(), "tenant_id": TENANT,
                        "example_count": 0, "session_count": 0}
             state.datasets[dataset["id"]] = dataset
-            return self._reply(200, dataset)
+            return self.send_json(200, dataset)
         if method == "GET" and len(parts) == 1:
             names = request.query.get("name") or []
             ids = request.query.get("id") or []
             found = [d for d in state.datasets.values()
                      if (not names or d["name"] in names) and (not ids or d["id"] in ids)]
-            return self._reply(200, found)
+            return self.send_json(200, found)
         if len(parts) == 2 and parts[1] in state.datasets:
             dataset = state.datasets[parts[1]]
             if method == "PATCH":
                 dataset.update({k: v for k, v in (self._json(request) or {}).items() if v is not None})
             dataset["example_count"] = sum(1 for e in state.examples.values() if e["dataset_id"] == dataset["id"])
-            return self._reply(200, dataset)
-        return self._reply(404, {"detail": "dataset not found"})
+            return self.send_json(200, dataset)
+        return self.send_json(404, {"detail": "dataset not found"})
 
     def _examples(self, method: str, parts: list[str], request: RecordedRequest, state: RecorderState) -> None:
         if len(parts) == 2 and parts[1] == "bulk" and method in ("POST", "PATCH"):
@@ -202,16 +192,16 @@ class _Handler(BaseHTTPRequestHandler):
                 state.examples[example_id] = stored
                 created.append(self._example_view(stored))
             if method == "POST":
-                return self._reply(200, created)  # the SDK reads the created examples back
-            return self._reply(200, {"example_ids": [e["id"] for e in created], "count": len(created)})
+                return self.send_json(200, created)  # the SDK reads the created examples back
+            return self.send_json(200, {"example_ids": [e["id"] for e in created], "count": len(created)})
         if method == "GET" and len(parts) == 1:
             datasets = request.query.get("dataset") or []
             found = [self._example_view(e) for e in state.examples.values()
                      if not datasets or e.get("dataset_id") in datasets]
             offset = int((request.query.get("offset") or ["0"])[0])
             limit = int((request.query.get("limit") or ["100"])[0])
-            return self._reply(200, found[offset:offset + limit])
-        return self._reply(404, {"detail": "no such examples route"})
+            return self.send_json(200, found[offset:offset + limit])
+        return self.send_json(404, {"detail": "no such examples route"})
 
     @staticmethod
     def _example_view(example: dict[str, Any]) -> dict[str, Any]:
@@ -225,16 +215,16 @@ class _Handler(BaseHTTPRequestHandler):
             session = {**body, "id": str(body.get("id") or uuid.uuid4()), "tenant_id": TENANT,
                        "start_time": body.get("start_time") or _now()}
             state.sessions[session["id"]] = session
-            return self._reply(200, session)
+            return self.send_json(200, session)
         if method == "GET" and len(parts) == 1:
             names = request.query.get("name") or []
-            return self._reply(200, [s for s in state.sessions.values() if not names or s.get("name") in names])
+            return self.send_json(200, [s for s in state.sessions.values() if not names or s.get("name") in names])
         if len(parts) == 2 and parts[1] in state.sessions:
             session = state.sessions[parts[1]]
             if method == "PATCH":
                 session.update({k: v for k, v in (self._json(request) or {}).items() if v is not None})
-            return self._reply(200, session)
-        return self._reply(404, {"detail": "session not found"})
+            return self.send_json(200, session)
+        return self.send_json(404, {"detail": "session not found"})
 
     def _runs(self, method: str, parts: list[str], request: RecordedRequest, state: RecorderState) -> None:
         if method == "POST" and len(parts) == 1:
@@ -248,8 +238,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "POST" and parts[1:] == ["multipart"]:
             self._multipart(state, request)
         else:
-            return self._reply(404, {"detail": "no such runs route"})
-        return self._reply(202, {})
+            return self.send_json(404, {"detail": "no such runs route"})
+        return self.send_json(202, {})
 
     @staticmethod
     def _merge_run(state: RecorderState, run: dict[str, Any]) -> None:
@@ -292,41 +282,31 @@ class _RecorderHttpServer(ThreadingHTTPServer):
     lock: threading.Lock
 
 
-class LangSmithRecorder:
+class LangSmithRecorder(ThreadedHttpDouble):
     """The recording LangSmith double (a test double). A context manager; ``url`` is its api_url."""
 
+    thread_name = "langsmith-recorder"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.state = RecorderState()
-        self._server: _RecorderHttpServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the LangSmith recorder is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.root_url
+
+    def make_server(self) -> _RecorderHttpServer:
+        server = _RecorderHttpServer((self.host, self.port), _Handler)
+        server.state = self.state
+        server.lock = threading.Lock()
+        return server
 
     def start(self) -> "LangSmithRecorder":
-        self._server = _RecorderHttpServer((self.host, self.port), _Handler)
-        self._server.state = self.state
-        self._server.lock = threading.Lock()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="langsmith-recorder", daemon=True)
-        self._thread.start()
+        self.serve()
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     def __enter__(self) -> "LangSmithRecorder":
         return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- what was received ------------------------------------------------------------------
     @property

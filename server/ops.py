@@ -1,8 +1,14 @@
 """Operations endpoints: ``/healthz`` (the process), ``/readyz`` (its dependencies), ``/metrics``.
 
-Why liveness and readiness apart: a load balancer should stop sending questions while the LLM,
-the cluster backend or the conversation store is unusable (readiness), but an orchestrator must
-not restart a healthy process because vLLM is still loading its weights (liveness).
+Why liveness and readiness apart: a load balancer should stop sending questions while the
+cluster source or the conversation store is unusable (readiness), but an orchestrator must not
+restart a healthy process because a dependency is (liveness).
+
+Why an unreachable model is "degraded", not "not ready": without the model gpudoc still answers,
+from its deterministic diagnosis, labelled as such. The model is one vLLM shared by every replica,
+and it is down exactly when it matters most (the GPU node serving it failed): were the model a
+readiness condition, every replica would leave the load balancer at once and operators would get
+no answer at all during that incident. ``degraded`` says so, for dashboards and alerts.
 
 Why the store is written to: a store that cannot be written (full or read-only disk, a corrupt
 database) fails every turn after the answer was computed; only a write finds that out
@@ -40,6 +46,8 @@ class CheckResult(BaseModel):
 
 class ReadinessReport(BaseModel):
     ready: bool
+    #: the model is unreachable: answers come from the deterministic diagnosis, labelled as such
+    degraded: bool
     checks: dict[str, CheckResult]
 
 
@@ -111,13 +119,15 @@ def ops_router(
         return {"status": "ok"}
 
     @router.get("/readyz", response_model=ReadinessReport,
-                summary="The LLM endpoint and the data source answer, and the conversation store takes writes",
-                description="Each check's detail names what failed only for a caller with the API token.",
+                summary="The data source answers and the conversation store takes writes; the LLM endpoint is checked too",
+                description="503 when the source or the store fails. An unreachable LLM endpoint leaves the "
+                            "server ready but `degraded`: answers then come from the deterministic diagnosis. "
+                            "Each check's detail names what failed only for a caller with the API token.",
                 responses={503: {"model": ReadinessReport}})
     async def readyz(request: Request) -> JSONResponse:
         llm, data, kept = await asyncio.gather(check_llm(probe), check_source(source(), timeout_s),
                                                check_store(store(), timeout_s))
-        report = ReadinessReport(ready=llm.ok and data.ok and kept.ok,
+        report = ReadinessReport(ready=data.ok and kept.ok, degraded=not llm.ok,
                                  checks={"llm": llm, "source": data, "store": kept})
         if not may_see_details(request):
             report = without_details(report)

@@ -260,7 +260,8 @@ async def test_readiness_details_need_the_token(tmp_path: Path):
     async with running(settings_for(tmp_path, down_url, api_token="s3cret")) as (app, client):
         anonymous = await client.get("/readyz")
         operator = await client.get("/readyz", headers={"Authorization": "Bearer s3cret"})
-    assert anonymous.status_code == operator.status_code == 503
+    assert anonymous.status_code == operator.status_code == 200  # degraded: still answers without the model
+    assert anonymous.json()["degraded"] is operator.json()["degraded"] is True
     assert "127.0.0.1" not in anonymous.text and "http" not in anonymous.text
     assert anonymous.json()["checks"]["llm"]["ok"] is False and "API token" in anonymous.json()["checks"]["llm"]["detail"]
     assert down_url in operator.json()["checks"]["llm"]["detail"]

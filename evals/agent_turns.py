@@ -42,7 +42,8 @@ class Sampling:
 
     def describe(self, settings: Settings) -> dict[str, Any]:
         return {"temperature": settings.llm_temperature if self.temperature is None else self.temperature,
-                "top_p": self.top_p, "max_tokens": settings.llm_max_tokens,
+                "top_p": settings.llm_top_p if self.top_p is None else self.top_p,
+                "max_tokens": settings.llm_max_tokens,
                 "enable_thinking": settings.llm_enable_thinking if self.enable_thinking is None else self.enable_thinking}
 
 

@@ -28,13 +28,24 @@ class CliError(Exception):
         """One readable line from a bad option: a pydantic error names each field (or environment
         variable) and what is wrong with it, instead of its multi-line dump with a docs URL."""
         if isinstance(exc, ValidationError):
+            secret = _secret_settings()
             problems = "; ".join(
                 f"{'.'.join(str(part) for part in error['loc']) or exc.title}: {error['msg']}"
-                + (f" (got {error.get('input')!r})" if not isinstance(error.get("input"), dict) else "")
+                + (f" (got {error.get('input')!r})"
+                   if not isinstance(error.get("input"), dict) and not secret & set(map(str, error["loc"])) else "")
                 for error in exc.errors()
             )
             return cls(f"invalid {exc.title}: {problems}")
         return cls(str(exc))
+
+
+def _secret_settings() -> set[str]:
+    """Names and variables of the settings kept out of repr (tokens, passwords, a database URL that
+    may hold one): a refused value of theirs is named, never quoted back."""
+    from gpudoc.config import Settings
+
+    return {key for name, field in Settings.model_fields.items() if not field.repr
+            for key in (name, field.alias) if key}
 
 
 def build_parser() -> argparse.ArgumentParser:

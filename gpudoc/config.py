@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     llm_base_url: str = option("http://localhost:8000/v1", env="LLM_BASE_URL", flag="--llm-base-url",
                                group=LLM_GROUP, metavar="URL",
                                help="OpenAI-compatible endpoint (vLLM, llama.cpp, Ollama, NIM, hosted)")
-    llm_api_key: str = option("EMPTY", env="LLM_API_KEY", help="the endpoint's API key")
+    llm_api_key: str = option("EMPTY", env="LLM_API_KEY", repr=False, help="the endpoint's API key")
     llm_model: str = option(DEFAULT_MODEL, env="LLM_MODEL", flag="--model", group=LLM_GROUP, help="model name")
     llm_temperature: float = option(TOOL_CALLING_TEMPERATURE, env="LLM_TEMPERATURE", flag="--temperature",
                                     group=LLM_GROUP, ge=0.0, le=2.0,
@@ -175,7 +175,7 @@ class Settings(BaseSettings):
                                help="PostgreSQL connections per process for threads")
     db_timeout_s: float = option(10.0, env="GPUDOC_DB_TIMEOUT_S", gt=0, le=300,
                                  help="seconds to connect to PostgreSQL or wait for a free connection")
-    api_token: str | None = option(None, env="GPUDOC_API_TOKEN",
+    api_token: str | None = option(None, env="GPUDOC_API_TOKEN", repr=False,
                                    help="require 'Authorization: Bearer <token>' on agent and API routes")
     cors_origins: str = option("", env="GPUDOC_CORS_ORIGINS", help="comma-separated origins allowed to call the API")
 

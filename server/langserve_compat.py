@@ -1,4 +1,4 @@
-"""The two places where gpudoc works around LangServe (in maintenance) and its pinned dependencies.
+"""The three places where gpudoc works around LangServe (in maintenance) and its pinned dependencies.
 
 Everything else uses LangServe's public API (``add_routes`` with ``dependencies`` and
 ``per_req_config_modifier``). ``tests/test_langserve_compat.py`` pins the behaviour each

@@ -48,9 +48,12 @@ class ObservabilityMiddleware:
         started = time.perf_counter()
         status = 500
         disconnected = False
+        answered = False  # the last body chunk went out: a disconnect after it is the normal end
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
@@ -63,7 +66,7 @@ class ObservabilityMiddleware:
         async def receive_watching() -> Message:
             nonlocal disconnected
             message = await receive()
-            if message["type"] == "http.disconnect":
+            if message["type"] == "http.disconnect" and not answered:
                 disconnected = True
             return message
 

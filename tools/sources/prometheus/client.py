@@ -266,8 +266,8 @@ def _decode(response: httpx.Response, service: str, query: str | None, *, envelo
     if response.status_code == 404:
         raise SourceProtocolError(
             f"{where} has no {response.request.url.path} (404); is the URL the {service} API's base? "
-            "(Prometheus, Thanos Query, VictoriaMetrics: http://HOST:PORT; Mimir: its Prometheus path, e.g. "
-            "http://mimir/prometheus)"
+            + ("(Prometheus, Thanos Query, VictoriaMetrics: http://HOST:PORT; Mimir: its Prometheus path, e.g. "
+               "http://mimir/prometheus)" if service == "Prometheus" else "(http://HOST:9093, no path)")
         )
     if response.status_code >= 400:
         raise SourceProtocolError(f"{where} answered {response.status_code}: {' '.join(str(error or body).split())[:300]}")

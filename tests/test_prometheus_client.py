@@ -201,3 +201,14 @@ async def test_a_default_exporter_is_diagnosed_and_its_missing_fields_are_named(
     assert not any("(applied)" in f.title for f in report.findings)
     assert by_subject["node-2/gpu-0"].rule == "gpu.thermal_slowdown"
     assert any("ROW_REMAP_PENDING" in line for line in details["source_notes"])
+
+
+async def test_a_url_without_the_api_says_which_base_to_use() -> None:
+    """A JSON 404 (another web app, Mimir's root without its Prometheus path) names the missing
+    path and what the base URL must be."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(404, json={"detail": "Not Found"}))
+    client = PrometheusClient("http://mimir.test", retries=0, transport=transport)
+    with pytest.raises(SourceProtocolError, match=r"has no /api/v1/query \(404\); is the URL the Prometheus API's "
+                                                  r"base\?.*Mimir: its Prometheus path"):
+        await client.query("up")
+    await client.aclose()

@@ -93,3 +93,20 @@ async def test_rules_in_gpu_watchdogs_vocabulary_fire_per_gpu_and_for_the_cluste
     assert all(0 < e.value <= 100 for e in memory)
     ids = [int(e.id) for e in events]
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)  # firing order, newest first
+
+
+async def test_a_rule_created_or_edited_between_scrapes_never_fires_or_resolves_before_that():
+    """The evaluator first sees the scrape after the rule's creation: an event stamped with the scrape
+    the rule was created during would have fired before the rule existed."""
+    source = frozen("thermal-throttle@node-1/gpu-2")
+    source.advance(7)  # between two 15 s scrapes, as a rule made through the API usually is
+    rule = source.create_rule(id="w", name="Warm GPU", metric="gpu_temperature", condition="gt", threshold=80,
+                              node_filter="^node-1$")
+    source.advance(30)
+    (event,) = [e for e in await source.alert_history(1000) if e.rule_id == "w"]
+    assert event.fired_at >= rule.created_at
+    source.advance(4)
+    edited = source.update_rule("w", threshold=200)
+    source.advance(30)
+    (event,) = [e for e in await source.alert_history(1000) if e.rule_id == "w"]
+    assert event.resolved_at is not None and event.resolved_at >= edited.updated_at

@@ -42,7 +42,7 @@ async def sim() -> AsyncIterator[tuple[SimSource, httpx.AsyncClient]]:
 # ---- what the collector would have seen ---------------------------------------------------------
 
 
-async def test_down_host_and_stale_gpu_are_absent_and_counted_as_the_backend_counts(
+async def test_down_host_is_absent_stale_gpu_reads_zero_and_counted_as_the_backend_counts(
     sim: tuple[SimSource, httpx.AsyncClient],
 ) -> None:
     _, client = sim
@@ -50,9 +50,16 @@ async def test_down_host_and_stale_gpu_are_absent_and_counted_as_the_backend_cou
     current = (await client.get("/api/metrics/current")).json()
     nodes = {node["nodeId"]: node for node in current["nodes"]}
     assert "node-6" not in nodes and len(nodes) == 7
-    assert [gpu["gpu"] for gpu in nodes["node-1"]["gpus"]] == ["0", "1", "2", "3", "4", "6", "7"]
+    # The stale GPU keeps only its XID line on the exporter page; the real collector makes that a
+    # GPU with its name and every reading 0 (its parser's default), recorded from GPU Watchdog.
+    assert [gpu["gpu"] for gpu in nodes["node-1"]["gpus"]] == [str(index) for index in range(8)]
+    stale = nodes["node-1"]["gpus"][5]
+    assert stale["gpuName"] == "NVIDIA_A100-SXM4-80GB"
+    assert {key: value for key, value in stale.items() if key not in ("gpu", "gpuName")} == dict.fromkeys(
+        ("utilization", "memoryUtilization", "memoryUsedMB", "memoryFreeMB", "memoryTotalMB", "temperatureC",
+         "powerUsageW", "smClockMHz", "memClockMHz"), 0)
     # The backend's own arithmetic: reporting nodes only, healthy while any node reports.
-    assert (status["healthy"], status["nodeCount"], status["gpuCount"]) == (True, 7, 55)
+    assert (status["healthy"], status["nodeCount"], status["gpuCount"]) == (True, 7, 56)
     assert nodes["node-2"]["gpus"][3]["gpuName"] == "NVIDIA_A100-SXM4-80GB"
     assert (await client.get("/api/metrics/gpu/node-6")).json() == {"error": "Node not found"}
     assert (await client.get("/api/metrics/gpu/node 2")).status_code == 404  # ids match exactly

@@ -81,8 +81,14 @@ def is_silent(node: NodeMetrics) -> bool:
     return not node.reachable
 
 
+def listed(gpu: GpuMetrics) -> bool:
+    """A GPU the collector lists: a live one, or a stale one whose exporter still writes its XID."""
+    return not gpu.stale or gpu.last_xid is not None
+
+
 def api_view(node: NodeMetrics) -> NodeMetrics:
-    """What the API can tell about a live node: its live GPUs' API fields, nothing else."""
+    """What the API can tell about a live node: its live GPUs' API fields, its stale GPUs as stale
+    (every reading 0 on the wire), nothing else."""
     return NodeMetrics(
         node_id=node.node_id,
         hostname=node.hostname,
@@ -93,8 +99,13 @@ def api_view(node: NodeMetrics) -> NodeMetrics:
                 last_seen=ms(node.timestamp),
                 **{field: getattr(gpu, field) for field in API_GPU_FIELDS},
             )
+            if not gpu.stale else
+            GpuMetrics(
+                node_id=node.node_id, index=gpu.index, model=gpu.model, utilization_pct=0.0, memory_used_mib=0.0,
+                memory_total_mib=0.0, temperature_c=0.0, power_w=0.0, stale=True,
+            )
             for gpu in node.gpus
-            if not gpu.stale
+            if listed(gpu)
         ],
     )
 
@@ -103,8 +114,10 @@ async def test_cluster_status(direct: ClusterSource, via_api: WatchdogSource) ->
     expected = await direct.cluster_status()
     nodes = await direct.current_metrics()
     live = [gpu for node in nodes if node.reachable for gpu in node.gpus if not gpu.stale]
+    shown = [gpu for node in nodes if node.reachable for gpu in node.gpus if listed(gpu)]
     got = await via_api.cluster_status()
-    assert (got.healthy, got.node_count, got.gpu_count) == (False, len(nodes), len(live))  # both have a node down
+    assert len(shown) > len(live)  # a stale GPU is counted, its zeros are not averaged
+    assert (got.healthy, got.node_count, got.gpu_count) == (False, len(nodes), len(shown))  # both have a node down
     assert got.avg_temperature_c == round(sum(g.temperature_c for g in live) / len(live), 1)
     assert got.memory_used_gb == round(sum(g.memory_used_mib for g in live) / 1024, 1)
     assert got.last_updated == ms(expected.last_updated)
@@ -212,7 +225,7 @@ async def test_slurm_states_and_counts(direct: ClusterSource, via_api: WatchdogS
     assert got.jobs is None and got.partitions is None
     assert got.queue == expected.queue
     live_gpus = {
-        node.node_id: sum(not gpu.stale for gpu in node.gpus)
+        node.node_id: sum(listed(gpu) for gpu in node.gpus)
         for node in await direct.current_metrics()
         if not is_silent(node)
     }
@@ -237,7 +250,7 @@ async def test_fake_cluster_states_map_as_documented() -> None:
             await source.aclose()
     assert snapshot is not None
     assert [node.state for node in snapshot.nodes] == [["MIXED"], ["IDLE", "DRAIN"], ["DOWN"]]
-    assert [node.gpus_total for node in snapshot.nodes] == [4, 2, 0]
+    assert [node.gpus_total for node in snapshot.nodes] == [4, 3, 0]
 
 
 async def test_cluster_without_slurm() -> None:

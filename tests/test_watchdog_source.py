@@ -105,6 +105,26 @@ async def test_the_node_the_backend_dropped_is_kept_as_not_reporting() -> None:
     assert "Slurm state DOWN" in " ".join(down.evidence)
 
 
+async def test_a_gpu_the_collector_read_as_all_zeros_is_stale_not_idle() -> None:
+    """The collector writes 0 for every reading of a GPU whose exporter keeps only its XID line
+    (fell off the bus, GSP hang): no reading at all, not a GPU at 0 °C and 0 W."""
+    recorded = recording("current-stale-gpu.json")
+    source = RecordedBackend(**{"/api/metrics/current": recorded}).source()
+    with collecting_notes() as notes:
+        node = await source.node_metrics("node-3")
+    (dead,) = [gpu for gpu in node.gpus if gpu.index == 5]
+    assert dead.stale and dead.last_seen is None
+    assert not any(gpu.stale for gpu in node.gpus if gpu.index != 5)
+    assert any("node-3 gpu-5: every reading is 0" in line for line in notes.lines)
+    live = [g for n in recorded["nodes"] for g in n["gpus"] if g["temperatureC"] != 0]
+    status = await source.cluster_status()
+    assert status.gpu_count == 64 and status.avg_temperature_c == round(
+        sum(g["temperatureC"] for g in live) / len(live), 1)
+    report = await diagnose(source)
+    stale = {f.subject for f in report.findings if f.rule == "gpu.stale_metrics"}
+    assert stale == {"node-3/gpu-5", "node-1/gpu-3"}
+
+
 def event(number: int, fired: datetime, resolved: datetime | None) -> dict[str, Any]:
     return {"id": number, "ruleId": "r1", "ruleName": "GPU temp high", "nodeId": "node-2", "metric": "gpu_temperature",
             "value": 88, "threshold": 85, "condition": "gt", "firedAt": int(fired.timestamp() * 1000),

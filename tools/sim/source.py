@@ -90,6 +90,10 @@ class SimSource(ClusterSource):
         """The latest 15 s scrape at or before the clock's now."""
         return int(self.clock.now().timestamp() // SCRAPE_S)
 
+    def _next_bucket(self) -> int:
+        """The first 15 s scrape at or after the clock's now: the first a rule made now can see."""
+        return -int(-self.clock.now().timestamp() // SCRAPE_S)
+
     # ---- ClusterSource -------------------------------------------------------------------
     async def node_ids(self) -> list[str]:
         return self.topo.node_ids
@@ -131,18 +135,18 @@ class SimSource(ClusterSource):
         """A new rule (fields of ``AlertRule`` but the times), evaluated from now on."""
         now = self.clock.now()
         rule = AlertRule.model_validate({**fields, "created_at": now, "updated_at": now})
-        return self.rule_book.create(rule, self._bucket())
+        return self.rule_book.create(rule, self._next_bucket())
 
     def update_rule(self, rule_id: str, **changes: object) -> AlertRule:
         """The rule with ``changes`` applied, evaluated afresh from now on; ``UnknownRuleError``."""
         current = self.rule_book.rule(rule_id)
         rule = AlertRule.model_validate({**current.model_dump(), **changes, "id": rule_id,
                                          "updated_at": self.clock.now()})
-        return self.rule_book.replace(rule, self._bucket())
+        return self.rule_book.replace(rule, self._next_bucket())
 
     def delete_rule(self, rule_id: str) -> None:
         """Remove the rule and its events; ``UnknownRuleError`` when there is none."""
-        self.rule_book.delete(rule_id, self._bucket())
+        self.rule_book.delete(rule_id, self._next_bucket())
 
     async def slurm(self) -> SlurmSnapshot:
         return self.slurm_view.snapshot(self.clock.elapsed_s(), self.clock.now())

@@ -13,8 +13,9 @@ whole cluster's DCGM metrics at ``/metrics``.
 What the API shows is what the real backend shows when its collector scrapes those pages
 (``CollectorView``): a node whose host is down fails its scrape (its page answers 502, as a
 gateway in front of a dead host does) and is absent from the current metrics, the status
-counts only reporting nodes and calls the cluster healthy while any node reports, a GPU whose
-series went stale is absent from its node, values the exporter does not write read 0, and the
+counts only reporting nodes and calls the cluster healthy while any node reports, values the
+exporter does not write read 0 (so a stale GPU whose XID series the exporter keeps is a GPU with
+every reading 0, and one without any series is absent from its node), and the
 Slurm object is built from the exporter's own numbers. The simulator's history, alert rules
 and events stand in for the backend's SQLite tables (``watchdog_alert_routes``).
 
@@ -261,11 +262,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _node_wire(node: NodeMetrics, scraped_at: datetime) -> NodeWire:
-    """A reporting node: its live GPUs only (a stale GPU writes no series)."""
+    """A reporting node: its live GPUs, and its stale ones that still have an XID series (the
+    collector parses no value from it, so they read 0 throughout)."""
     return NodeWire(
         node_id=node.node_id,
         hostname=node.hostname,
-        gpus=[_gpu_wire(gpu) for gpu in node.gpus if not gpu.stale],
+        gpus=[_stale_gpu_wire(gpu) if gpu.stale else _gpu_wire(gpu)
+              for gpu in node.gpus if not gpu.stale or gpu.last_xid is not None],
         timestamp=scraped_at,
     )
 
@@ -284,6 +287,15 @@ def _gpu_wire(gpu: GpuMetrics) -> GpuWire:
         power_usage_w=gpu.power_w,
         sm_clock_mhz=gpu.sm_clock_mhz or 0.0,
         mem_clock_mhz=gpu.mem_clock_mhz or 0.0,
+    )
+
+
+def _stale_gpu_wire(gpu: GpuMetrics) -> GpuWire:
+    """What the collector makes of a GPU whose only line is ``DCGM_FI_DEV_XID_ERRORS``: its name, zeros."""
+    return GpuWire(
+        gpu=str(gpu.index), gpu_name=gpu.model.replace(" ", "_"), utilization=0.0, memory_utilization=0.0,
+        memory_used_mb=0.0, memory_free_mb=0.0, memory_total_mb=0.0, temperature_c=0.0, power_usage_w=0.0,
+        sm_clock_mhz=0.0, mem_clock_mhz=0.0,
     )
 
 

@@ -10,6 +10,9 @@ decides what each wire value means. Three things need care because the real back
   ``DCGM_FI_DEV_FB_TOTAL``, the default of NVIDIA's dcgm-exporter) and ``"Unknown"`` for a GPU
   without a ``gpu_name`` label; such values are replaced by what can be derived (used + free)
   or marked unknown, with a note;
+* a GPU whose exporter writes only a reading the collector does not parse (a GPU that fell off
+  the bus keeps its XID series and nothing else) comes out with every reading 0: that is no
+  reading at all, so the GPU is marked stale, never read as an idle GPU at 0 °C;
 * its Slurm statuses are the exporter's labels, short (``alloc``) or sinfo's long names
   (``allocated``, ``down*``).
 """
@@ -97,6 +100,14 @@ def node_metrics(node: NodeWire, fallback_time: datetime) -> NodeMetrics:
 
 
 def gpu_metrics(node_id: str, gpu: GpuWire, stamp: datetime) -> GpuMetrics:
+    if _no_readings(gpu):
+        note(f"{node_id} gpu-{gpu.gpu.strip()}: every reading is 0 (the collector's value for a series its "
+             "exporter did not write): no current readings, shown as stale")
+        return GpuMetrics(
+            node_id=node_id, index=int(gpu.gpu), model=model_name(gpu.gpu_name) or UNKNOWN_GPU_MODEL,
+            utilization_pct=0.0, memory_used_mib=0.0, memory_total_mib=0.0, temperature_c=0.0, power_w=0.0,
+            stale=True, last_seen=None,
+        )
     model = model_name(gpu.gpu_name)
     if model is None:
         note("GPU model not reported for some GPUs (the exporter has no gpu_name label): "
@@ -115,6 +126,12 @@ def gpu_metrics(node_id: str, gpu: GpuWire, stamp: datetime) -> GpuMetrics:
         mem_clock_mhz=gpu.mem_clock_mhz or None,
         last_seen=stamp,
     )
+
+
+def _no_readings(gpu: GpuWire) -> bool:
+    """No live GPU reads 0 °C, 0 W and no framebuffer at once: the exporter wrote none of them."""
+    return not any((gpu.temperature_c, gpu.power_usage_w, gpu.memory_used_mb, gpu.memory_free_mb,
+                    gpu.memory_total_mb))
 
 
 def _memory_total(gpu: GpuWire) -> float:
@@ -203,6 +220,7 @@ def cluster_status(nodes: list[NodeMetrics], slurm: SlurmWire | None, last_updat
     reporting = [node for node in nodes if node.reachable]
     silent = [node.node_id for node in nodes if not node.reachable]
     gpus = [gpu for node in reporting for gpu in node.gpus]
+    live = [gpu for gpu in gpus if not gpu.stale]
     down = [s.node for s in (slurm.nodes or [] if slurm else []) if "DOWN" in slurm_state(s)]
     if silent or down:
         problems = []
@@ -216,10 +234,10 @@ def cluster_status(nodes: list[NodeMetrics], slurm: SlurmWire | None, last_updat
         healthy=bool(reporting) and not silent and not down,
         node_count=len(nodes),
         gpu_count=len(gpus),
-        avg_utilization_pct=_mean([g.utilization_pct for g in gpus]),
-        avg_temperature_c=_mean([g.temperature_c for g in gpus]),
-        memory_used_gb=round(sum(g.memory_used_mib for g in gpus) / 1024, 1),
-        memory_total_gb=round(sum(g.memory_total_mib for g in gpus) / 1024, 1),
+        avg_utilization_pct=_mean([g.utilization_pct for g in live]),
+        avg_temperature_c=_mean([g.temperature_c for g in live]),
+        memory_used_gb=round(sum(g.memory_used_mib for g in live) / 1024, 1),
+        memory_total_gb=round(sum(g.memory_total_mib for g in live) / 1024, 1),
         slurm=None if slurm is None else _slurm_summary(slurm),
         last_updated=last_updated,
     )

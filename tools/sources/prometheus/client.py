@@ -258,6 +258,12 @@ def _decode(response: httpx.Response, service: str, query: str | None, *, envelo
         raise SourceProtocolError(f"{where} rejected the request{shown}: {detail}")
     if response.status_code >= 500:
         raise SourceUnavailableError(f"{where} failed with {response.status_code}: {one_line(str(error), 300)}")
+    if response.status_code == 404:
+        raise SourceProtocolError(
+            f"{where} has no {response.request.url.path} (404); is the URL the {service} API's base? "
+            + ("(Prometheus, Thanos Query, VictoriaMetrics: http://HOST:PORT; Mimir: its Prometheus path, e.g. "
+               "http://mimir/prometheus)" if service == "Prometheus" else "(http://HOST:9093, no path)")
+        )
     if response.status_code >= 400:
         raise SourceProtocolError(f"{where} answered {response.status_code}: {one_line(str(error or body), 300)}")
     if not envelope:

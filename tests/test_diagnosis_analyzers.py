@@ -343,6 +343,22 @@ def test_jobs_pending_while_a_node_sits_drained():
     assert (waiting.severity, waiting.rule, waiting.job_id) == ("info", "sched.jobs_waiting", "3001")
 
 
+def test_jobs_pending_on_nodes_whose_gpu_counts_the_source_does_not_report():
+    """No GPU count from Slurm is "count not reported", never 0 GPUs or a count made up."""
+    facts = cluster()
+    facts.slurm.nodes[:] = [n.model_copy(update=dict(gpus_total=None, gpus_alloc=None)) for n in facts.slurm.nodes]
+    facts.slurm.nodes[3] = facts.slurm.nodes[3].model_copy(update=dict(state=["IDLE", "DRAIN"], reason="fan"))
+    facts.slurm.jobs[3] = facts.slurm.jobs[3].model_copy(update=dict(state="COMPLETED"))
+    facts.slurm.jobs.append(job("3001", 0, state="PENDING", pending_reason="Resources", nodes=[], gpu_indices={}, start_time=None))
+    for index in range(8):
+        replace_gpu(facts, 3, index, utilization_pct=0.0, job_id=None)
+
+    result, waiting = analyze(facts)
+
+    assert result.evidence[0] == 'node-3 drained: its GPUs (count not reported) closed to new jobs; reason "fan"'
+    assert waiting.evidence[1] == "gpu: GPU counts not reported by this source"
+
+
 def test_qos_limits_are_info():
     facts = cluster()
     facts.slurm.jobs.append(job("4001", 0, state="PENDING", pending_reason="QOSMaxGRESPerUser", nodes=[], gpu_indices={}, start_time=None))

@@ -87,8 +87,22 @@ async def test_every_recorded_value_is_read() -> None:
     assert (rules[1].node_filter, rules[1].enabled, rules[0].duration_seconds) == ("node-.*", False, 60)
     assert rules[0].created_at == ms(1796134359013)
     assert (event.id, event.fired_at, event.resolved_at) == ("1", ms(1796133759322), ms(1796134059322))
-    # The only note: the backend's "healthy" is not gpudoc's.
-    assert len(notes.lines) == 1 and "node-6 known to Slurm but sending no telemetry" in notes.lines[0]
+    # The only notes: the backend's "healthy" is not gpudoc's; its Slurm metrics have no GPU counts.
+    assert len(notes.lines) == 2 and "node-6 known to Slurm but sending no telemetry" in notes.lines[0]
+    assert "Slurm GPU counts (gres) are not reported" in notes.lines[1]
+
+
+async def test_slurm_gpu_counts_are_not_reported_rather_than_taken_from_telemetry() -> None:
+    """The backend's Slurm metrics carry no gres: Slurm's GPU counts are unknown, not the GPUs
+    telemetry shows (which would give the silent node-6 0 GPUs and the cluster 56, not 64)."""
+    tools = {tool.name: tool for tool in build_cluster_tools(RecordedBackend().source())}
+    slurm = json.loads((await call(tools, "get_slurm_status", {})).content)
+    assert slurm["gpus"] == "GPU counts not reported by this source"
+    assert any("gres" in line for line in slurm["source_notes"])
+    details = json.loads((await call(tools, "get_node_details", {"node_id": "node-6"})).content)
+    assert "gpus_total" not in json.dumps(details) and details["slurm"]["cpus_total"] == 128
+    snapshot = await RecordedBackend().source().slurm()
+    assert snapshot is not None and {node.gpus_total for node in snapshot.nodes} == {None}
 
 
 async def test_the_node_the_backend_dropped_is_kept_as_not_reporting() -> None:
@@ -246,7 +260,8 @@ async def test_slurm_states_in_long_form_are_read_and_unknown_ones_said() -> Non
     assert [node.state for node in slurm.nodes] == [
         ["ALLOCATED"], ["ALLOCATED"], ["ALLOCATED"], ["MIXED"], ["IDLE", "DRAIN"], ["MIXED"],
         ["DOWN", "NOT_RESPONDING"], ["UNKNOWN"]]
-    assert notes.lines == ["Slurm node node-7: status 'gone fishing' not understood; its state is shown as UNKNOWN"]
+    assert notes.lines[-1] == "Slurm node node-7: status 'gone fishing' not understood; its state is shown as UNKNOWN"
+    assert len(notes.lines) == 2  # and that Slurm's GPU counts are not reported
 
 
 async def call(tools: dict[str, Any], name: str, args: dict[str, Any]) -> ToolMessage:

@@ -258,7 +258,8 @@ def _pending_on_unavailable(facts: ClusterFacts) -> list[Finding]:
         shown = ", ".join(j.job_id for j in waiting[:10]) + (f" (+{len(waiting) - 10} more)" if len(waiting) > 10 else "")
         why = f'; reason "{node.reason}"' if node.reason else ""
         by_name = [j.job_id for j in waiting if node.name in _named_unavailable(j)]
-        evidence = [f"{node_id} {node.sinfo_state}: {node.gpus_total} GPUs closed to new jobs{why}",
+        gpus = "its GPUs (count not reported)" if node.gpus_total is None else f"{node.gpus_total} GPUs"
+        evidence = [f"{node_id} {node.sinfo_state}: {gpus} closed to new jobs{why}",
                     f"pending: {shown}; {sum(j.gpus for j in waiting)} GPUs requested"]
         if by_name:
             evidence.append(f"jobs {', '.join(by_name[:10])} ask for {node.name} by name (ReqNodeNotAvail)")
@@ -306,14 +307,19 @@ def _jobs_waiting(facts: ClusterFacts) -> list[Finding]:
 def _capacity(facts: ClusterFacts, partition: str) -> str:
     """GPUs of a partition: total, allocated, free on nodes that take jobs, out of service."""
     nodes = [n for n in facts.slurm.nodes if not n.partitions or partition in n.partitions] if facts.slurm else []
-    total = sum(n.gpus_total for n in nodes)
-    alloc = sum(n.gpus_alloc or 0 for n in nodes)
-    free = sum(n.gpus_total - (n.gpus_alloc or 0) for n in nodes if n.accepts_jobs)
-    out = [n for n in nodes if not n.accepts_jobs]
+    counted = [n for n in nodes if n.gpus_total is not None]
+    if not counted:
+        return f"{partition}: GPU counts not reported by this source"
+    total = sum(n.gpus_total or 0 for n in counted)
+    alloc = sum(n.gpus_alloc or 0 for n in counted)
+    free = sum((n.gpus_total or 0) - (n.gpus_alloc or 0) for n in counted if n.accepts_jobs)
+    out = [n for n in counted if not n.accepts_jobs]
     text = f"{partition}: {total} GPUs, {alloc} allocated, {free} free on nodes taking jobs"
     if out:
-        text += (f"; {sum(n.gpus_total for n in out)} on nodes out of service ("
+        text += (f"; {sum(n.gpus_total or 0 for n in out)} on nodes out of service ("
                  + ", ".join(f"{facts.node_id_for_slurm_name(n.name)} {n.sinfo_state}" for n in out[:6]) + ")")
+    if len(counted) < len(nodes):
+        text += f" (GPU counts of {len(nodes) - len(counted)} of its {len(nodes)} nodes not reported)"
     return text
 
 

@@ -9,6 +9,7 @@ Fields a Slurm version (or a source) does not report stay ``None``; nothing is f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
@@ -36,7 +37,11 @@ _SINFO_BASE = {"ALLOCATED": "alloc", "MIXED": "mix"}
 
 
 class SlurmNode(Model):
-    """A Slurm node as slurmrestd reports it: ``state`` is base state first, then flags."""
+    """A Slurm node as slurmrestd reports it: ``state`` is base state first, then flags.
+
+    A count the source does not have is ``None``, never 0: GPU Watchdog's Slurm metrics carry
+    no gres, and a GPU count taken from telemetry instead would hide the very GPU Slurm lost.
+    """
 
     name: ClusterName
     hostname: ClusterName | None = Field(default=None, description="NodeHostname, when it differs from the name")
@@ -48,7 +53,7 @@ class SlurmNode(Model):
     cpus_alloc: int
     memory_total_mb: int
     memory_alloc_mb: int
-    gpus_total: int
+    gpus_total: int | None = Field(default=None, description="configured GPUs (gres); None where the source does not say")
     gpus_alloc: int | None = None
     gres: ClusterName | None = Field(default=None, description='configured, e.g. "gpu:a100:8(S:0-1)"')
     gres_used: ClusterName | None = Field(default=None, description='e.g. "gpu:a100:2(IDX:0-1)"')
@@ -121,6 +126,14 @@ class SlurmNode(Model):
         suffix = next((mark for flag, mark in _SINFO_SUFFIX if flag in flags and not
                        (mark == "$" and name == "maint") and not (mark in "^@" and name == "reboot")), "")
         return name + suffix
+
+
+def node_sum(values: Iterable[int | None]) -> tuple[int, int, int]:
+    """(sum of the reported values, how many nodes reported one, how many nodes in all): a total
+    over nodes says what it covers rather than counting an unreported value as 0."""
+    values = list(values)
+    known = [value for value in values if value is not None]
+    return sum(known), len(known), len(values)
 
 
 JobState = Literal[

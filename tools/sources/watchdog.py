@@ -168,7 +168,7 @@ class WatchdogSource(ClusterSource):
         state = await self._state()
         if state.slurm is None:
             return None
-        return mapping.slurm_snapshot(state.slurm, mapping.gpu_counts(state.nodes), state.last_updated)
+        return mapping.slurm_snapshot(state.slurm, state.last_updated)
 
     async def aclose(self) -> None:
         self._shared_state = None

@@ -20,7 +20,6 @@ decides what each wire value means. Three things need care because the real back
 from __future__ import annotations
 
 import re
-from collections import Counter
 from datetime import datetime
 
 from gpudoc.tools.models import (
@@ -184,7 +183,13 @@ def slurm_state(node: SlurmNodeWire) -> list[str]:
     return state + (["NOT_RESPONDING"] if raw.endswith("*") and "NOT_RESPONDING" not in state else [])
 
 
-def slurm_snapshot(slurm: SlurmWire, gpu_counts: dict[str, int], as_of: datetime) -> SlurmSnapshot:
+def slurm_snapshot(slurm: SlurmWire, as_of: datetime) -> SlurmSnapshot:
+    """Slurm's view as the backend's Slurm metrics carry it. They have no gres, so Slurm's GPU
+    counts are not known here: ``gpus_total`` stays ``None``. (Counting the GPUs telemetry shows
+    instead would make a node that lost a GPU, or a silent node, look configured that way.)"""
+    if slurm.nodes:
+        note("Slurm GPU counts (gres) are not reported by GPU Watchdog's Slurm metrics: GPUs per node "
+             "come from telemetry only, and a GPU Slurm no longer sees cannot be told from here")
     return SlurmSnapshot(
         nodes=[
             SlurmNode(
@@ -194,7 +199,6 @@ def slurm_snapshot(slurm: SlurmWire, gpu_counts: dict[str, int], as_of: datetime
                 cpus_alloc=node.cpus_alloc,
                 memory_total_mb=round(node.mem_total),
                 memory_alloc_mb=round(node.mem_alloc),
-                gpus_total=gpu_counts.get(node.node, 0),
             )
             for node in slurm.nodes or []
         ],
@@ -262,11 +266,3 @@ def _mean(values: list[float]) -> float:
 def _names(names: list[str], shown: int = 6) -> str:
     text = ", ".join(names[:shown])
     return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
-
-
-def gpu_counts(nodes: list[NodeMetrics]) -> dict[str, int]:
-    """GPUs per node, by node id and by hostname (Slurm knows nodes by hostname)."""
-    counts: Counter[str] = Counter()
-    for node in nodes:
-        counts[node.node_id] = counts[node.hostname] = len(node.gpus)
-    return dict(counts)

@@ -88,7 +88,7 @@ def listed(gpu: GpuMetrics) -> bool:
 
 def api_view(node: NodeMetrics) -> NodeMetrics:
     """What the API can tell about a live node: its live GPUs' API fields, its stale GPUs as stale
-    (every reading 0 on the wire), nothing else."""
+    (every reading 0 on the wire: no readings, None), nothing else."""
     return NodeMetrics(
         node_id=node.node_id,
         hostname=node.hostname,
@@ -101,8 +101,8 @@ def api_view(node: NodeMetrics) -> NodeMetrics:
             )
             if not gpu.stale else
             GpuMetrics(
-                node_id=node.node_id, index=gpu.index, model=gpu.model, utilization_pct=0.0, memory_used_mib=0.0,
-                memory_total_mib=0.0, temperature_c=0.0, power_w=0.0, stale=True,
+                node_id=node.node_id, index=gpu.index, model=gpu.model, utilization_pct=None, memory_used_mib=None,
+                memory_total_mib=None, temperature_c=None, power_w=None, stale=True,
             )
             for gpu in node.gpus
             if listed(gpu)

@@ -184,6 +184,15 @@ def gpu_without_temperature(current: dict[str, Any]) -> None:
     del current["nodes"][2]["gpus"][3]["temperatureC"]
 
 
+def unreadable_values(current: dict[str, Any]) -> None:
+    """Single values the backend could not make: each costs that value, not its GPU or node."""
+    gpus = current["nodes"][2]["gpus"]
+    gpus[3]["utilization"], gpus[4]["temperatureC"], gpus[5]["powerUsageW"] = "N/A", None, "[Not Supported]"
+    silent = current["slurm"]["nodes"][6]  # node-6: no telemetry, so Slurm is all that names it
+    silent["cpusTotal"], silent["memAlloc"] = "128 (of 256)", None
+    del current["slurm"]["queue"]["pending"]
+
+
 def exporter_without_name_and_total(current: dict[str, Any]) -> None:
     """What the collector makes of NVIDIA's dcgm-exporter: no gpu_name label, no FB_TOTAL."""
     for node in current["nodes"]:
@@ -231,15 +240,47 @@ async def test_odd_values_degrade_one_by_one() -> None:
     assert "GET /api/metrics/current: lastUpdated not reported by this backend" in text
     assert "nodes[node-0].gpus[0].smClockMHz unusable" in text
     assert "nodes[1] left out" in text
-    assert "Slurm queue counts not reported by this backend: cancelled; 0 stands in for them" in text
+    assert "Slurm queue counts not reported by this backend: cancelled; shown as unknown (null)" in text
+    assert slurm.queue.cancelled is None
 
 
-async def test_a_gpu_without_a_reading_it_needs_is_left_out_and_said() -> None:
+async def test_a_gpu_without_a_reading_keeps_its_others_and_it_is_said() -> None:
     source = RecordedBackend(**{"/api/metrics/current": with_changes(gpu_without_temperature)}).source()
     with collecting_notes() as notes:
         nodes = await source.current_metrics()
-    assert [gpu.index for gpu in nodes[2].gpus] == [0, 1, 2, 4, 5, 6, 7]
-    assert any("nodes[node-2].gpus[3] left out: field 'temperatureC': Field required" in line for line in notes.lines)
+    assert [gpu.index for gpu in nodes[2].gpus] == list(range(8))
+    assert (nodes[2].gpus[3].temperature_c, nodes[2].gpus[3].sm_clock_mhz) == (None, 795)
+    assert any("nodes[node-2].gpus[3].temperatureC not reported by this backend" in line for line in notes.lines)
+
+
+async def test_an_unreadable_value_costs_that_value_not_its_gpu_or_slurm_node() -> None:
+    source = RecordedBackend(**{"/api/metrics/current": with_changes(unreadable_values)}).source()
+    with collecting_notes() as notes:
+        nodes = await source.current_metrics()
+        slurm = await source.slurm()
+        status = await source.cluster_status()
+    gpus = nodes[2].gpus
+    assert [gpu.index for gpu in gpus] == list(range(8)) and not any(gpu.stale for gpu in gpus)
+    assert (gpus[3].utilization_pct, gpus[3].temperature_c) == (None, 88)
+    assert (gpus[4].temperature_c, gpus[5].power_w) == (None, None) and gpus[4].utilization_pct is not None
+    assert slurm is not None and len(slurm.nodes) == 8
+    down = slurm.nodes[6]
+    assert (down.name, down.state, down.cpus_total, down.cpus_alloc, down.memory_alloc_mb) == (
+        "node-6", ["DOWN"], None, 0, None)
+    assert slurm.queue.pending is None and slurm.queue.running == 17
+    assert nodes[6].node_id == "node-6" and nodes[6].reachable is False  # still named by Slurm, not unknown
+    assert status.gpu_count == 56
+    text = " | ".join(notes.lines)
+    assert "nodes[node-2].gpus[3].utilization unusable" in text and "received 'N/A'" in text
+    assert "nodes[node-2].gpus[4].temperatureC unusable (received null)" in text
+    assert "received '[Not Supported]'" in text
+    assert "slurm.nodes[node-6].cpusTotal unusable" in text and "received '128 (of 256)'" in text
+    assert "slurm.nodes[node-6].memAlloc unusable (received null)" in text
+    assert "Slurm queue counts not reported by this backend: pending; shown as unknown" in text
+    report = await diagnose(source)
+    assert any(f.rule == "node.host_down" and f.subject == "node-6" for f in report.findings)
+    (hot,) = [f for f in report.findings if f.subject == "node-2/gpu-3" and f.rule == "gpu.thermal_slowdown"]
+    assert "utilization not reported" in hot.evidence[0]  # the temperature still tells
 
 
 async def test_nvidia_exporter_values_are_derived_or_marked_unknown() -> None:
@@ -272,7 +313,8 @@ ARGS = {"get_node_details": {"node_id": "node-6"}, "get_gpu_history": {"node_id"
         "get_slurm_jobs": {"state": "PENDING"}, "diagnose_cluster": {}}
 
 
-@pytest.mark.parametrize("change", [None, summary_slurm, odd_values, exporter_without_name_and_total])
+@pytest.mark.parametrize("change", [None, summary_slurm, odd_values, exporter_without_name_and_total,
+                                    unreadable_values])
 async def test_every_tool_returns_data_and_the_notes_reach_the_output(change: Any) -> None:
     overrides = {} if change is None else {"/api/metrics/current": with_changes(change)}
     tools = {tool.name: tool for tool in build_cluster_tools(RecordedBackend(**overrides).source())}

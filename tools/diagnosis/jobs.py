@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from gpudoc.tools.diagnosis.facts import ClusterFacts, median_or_none
 from gpudoc.tools.diagnosis.findings import Finding
-from gpudoc.tools.diagnosis.rules import finding, gpu_subject, num
+from gpudoc.tools.diagnosis.rules import finding, gpu_subject, num, reading
 from gpudoc.tools.diagnosis.xid import xid_meaning
 from gpudoc.tools.models import GpuMetrics, SlurmJob, SlurmNode, XidEvent
 from gpudoc.tools.sources.slurm_notation import expand_hostlist
@@ -70,7 +70,7 @@ def _job_gpus(facts: ClusterFacts, job: SlurmJob) -> list[GpuMetrics]:
 def _idle_minutes(facts: ClusterFacts, gpu: GpuMetrics) -> tuple[float, bool] | None:
     """How long the GPU has been at ~0 % up to now, and whether that covers the whole history window."""
     series = facts.series(gpu.node_id, gpu.index)
-    if series is None or not series.samples or gpu.utilization_pct > IDLE_UTIL_PCT:
+    if series is None or not series.samples or gpu.utilization_pct is None or gpu.utilization_pct > IDLE_UTIL_PCT:
         return None
     oldest_idle: datetime | None = None
     for sample in reversed(series.samples):
@@ -102,8 +102,8 @@ def _stragglers(facts: ClusterFacts, job: SlurmJob, gpus: list[GpuMetrics]) -> l
     flagged: list[tuple[GpuMetrics, list[str]]] = []
     for gpu in gpus:
         peers = [p for p in gpus if p is not gpu]
-        peer_median = median_or_none([p.utilization_pct for p in peers])
-        if peer_median is None or not _is_far_below(gpu.utilization_pct, peer_median):
+        peer_median = median_or_none([p.utilization_pct for p in peers if p.utilization_pct is not None])
+        if gpu.utilization_pct is None or peer_median is None or not _is_far_below(gpu.utilization_pct, peer_median):
             continue
         evidence = [f"utilization {num(gpu.utilization_pct, 0)}% vs median {num(peer_median, 0)}% "
                     f"of the job's other {len(peers)} GPUs"]
@@ -117,7 +117,7 @@ def _stragglers(facts: ClusterFacts, job: SlurmJob, gpus: list[GpuMetrics]) -> l
         if idle and idle[0] >= HANG_MINUTES:
             evidence.append(f"at 0% for {'at least ' if idle[1] else ''}{num(idle[0], 0)} min: the rank looks hung")
         if gpu.sm_clock_mhz is not None:
-            evidence.append(f"SM clock {num(gpu.sm_clock_mhz, 0)} MHz, temperature {num(gpu.temperature_c)} °C")
+            evidence.append(f"SM clock {num(gpu.sm_clock_mhz, 0)} MHz, temperature {reading(gpu.temperature_c, ' °C')}")
         flagged.append((gpu, evidence))
     if not flagged or len(flagged) * 2 >= len(gpus):
         return []  # most of the job is slow: that is the job, not one straggler

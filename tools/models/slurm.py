@@ -49,10 +49,10 @@ class SlurmNode(Model):
     reason: ClusterText | None = None
     reason_set_at: datetime | None = None
     reason_set_by: ClusterText | None = Field(default=None, description="who set the reason (Slurm's own user for reasons Slurm writes)")
-    cpus_total: int
-    cpus_alloc: int
-    memory_total_mb: int
-    memory_alloc_mb: int
+    cpus_total: int | None
+    cpus_alloc: int | None
+    memory_total_mb: int | None
+    memory_alloc_mb: int | None
     gpus_total: int | None = Field(default=None, description="configured GPUs (gres); None where the source does not say")
     gpus_alloc: int | None = None
     gres: ClusterName | None = Field(default=None, description='configured, e.g. "gpu:a100:8(S:0-1)"')
@@ -195,11 +195,13 @@ class SlurmPartition(Model):
 
 
 class QueueCounts(Model):
-    pending: int = 0
-    running: int = 0
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
+    """Jobs per state; ``None`` for a count the source does not report (never 0 in its place)."""
+
+    pending: int | None = 0
+    running: int | None = 0
+    completed: int | None = 0
+    failed: int | None = 0
+    cancelled: int | None = 0
 
 
 class SchedulerHealth(Model):

@@ -175,6 +175,10 @@ async def _pending_jobs(source: ClusterSource) -> str:
     return _pending_table(snapshot)
 
 
+def _count(value: int | None) -> str:
+    return "not reported" if value is None else str(value)
+
+
 def _cell_number(value: float | None, digits: int) -> str:
     """A reading as a table cell; one the source sent unreadable is "not reported", never 0."""
     return "not reported" if value is None else f"{value:.{digits}f}"
@@ -187,7 +191,8 @@ def _cell(text: str, limit: int) -> str:
 
 def _pending_table(snapshot: SlurmSnapshot) -> str:
     if snapshot.jobs is None:
-        return (f"\nSlurm queue: {snapshot.queue.pending} pending, {snapshot.queue.running} running "
+        pending, running = (_count(snapshot.queue.pending), _count(snapshot.queue.running))
+        return (f"\nSlurm queue: {pending} pending, {running} running "
                 "(this source has no job list, so reasons are not shown).\n")
     pending = sorted((j for j in snapshot.jobs if j.state == "PENDING"), key=lambda j: j.submit_time)
     if not pending:

@@ -151,7 +151,11 @@ async def test_alert_history_asks_for_the_most_and_shows_the_newest_first(older:
     stored = [event(n + 1, now - timedelta(hours=older - n), now - timedelta(hours=older - n, minutes=-5))
               for n in range(older)] + [event(older + 1, now, None)]
 
+    recorded = RecordedBackend()
+
     def oldest_first(request: httpx.Request) -> httpx.Response:  # as the real backend does
+        if request.url.path != "/api/alerts/events/history":
+            return recorded(request)
         limit = min(int(request.url.params.get("limit") or 100), ALERT_EVENTS_CAP)
         return httpx.Response(200, json=stored[:limit])
 
@@ -165,8 +169,14 @@ async def test_alert_history_asks_for_the_most_and_shows_the_newest_first(older:
         assert [e["id"] for e in payload["events"]] == [str(n) for n in range(older + 1, older - 4, -1)]
         assert "source_notes" not in payload
     else:  # the backend's cap hides the newest: say so rather than pretend
-        assert payload["active_count"] == 0
+        unknown = "unknown: the backend returned only its oldest 1000 events"
+        assert payload["active_count"] == unknown
         assert "newer events, including ones firing now, may be missing" in payload["source_notes"][0]
+        alerts = json.loads((await call(tools, "get_alerts", {})).content)
+        assert alerts["firing_count"] == unknown and not alerts["firing"]
+        report = await diagnose(source)
+        assert not any(f.rule == "alert.active" for f in report.findings)
+        assert any("ones firing now, may be missing" in line for line in report.limitations)
 
 
 def with_changes(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:

@@ -46,9 +46,11 @@ def test_fell_off_bus_signals_merge_into_one_critical_gpu_finding():
     assert "XID 79 (GPU has fallen off the bus), last at 2025-03-14 11:40:00Z in job 1001" in text
     assert "GPU series stale; last reading 11:40:00Z" in text
     assert 'node-1: Slurm state IDLE+DRAIN (drained), reason "gres/gpu count too low (7 < 8)" since 11:42Z (18 min ago)' in text
-    assert "1001: job 1001 'train' of alice ended NODE_FAIL at 11:41:00Z on node-1" in text
+    # merged evidence names its subject once: a line that names it stays as it is, others say it first
+    assert "\njob 1001 'train' of alice ended NODE_FAIL at 11:41:00Z on node-1" in text
+    assert "1001: job 1001" not in text
     # the NODE_FAIL is tied to the XID that caused it, a minute earlier on the job's node
-    assert "1001: XID 79 (GPU has fallen off the bus) on node-1 GPU 5 at 11:40:00Z, 1 min before the job ended" in text
+    assert "job 1001: XID 79 (GPU has fallen off the bus) on node-1 GPU 5 at 11:40:00Z, 1 min before the job ended" in text
     assert result.job_id == "1001"
     assert "RMA" in result.action and result.category == "hardware"
 

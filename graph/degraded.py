@@ -147,7 +147,8 @@ def _node_table(node: NodeMetrics) -> str:
         clock = f"{gpu.sm_clock_mhz:.0f}" if gpu.sm_clock_mhz is not None else "n/a"
         events = ", ".join(n for n in clock_event_names(gpu.clock_event_reasons) if n != "gpu_idle") or "none"
         rows.append(
-            f"| {gpu.index} | {gpu.temperature_c:.1f} | {gpu.utilization_pct:.0f} | {gpu.power_w:.0f} | {clock} | {events} |"
+            f"| {gpu.index} | {_cell_number(gpu.temperature_c, 1)} | {_cell_number(gpu.utilization_pct, 0)} "
+            f"| {_cell_number(gpu.power_w, 0)} | {clock} | {events} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -174,6 +175,15 @@ async def _pending_jobs(source: ClusterSource) -> str:
     return _pending_table(snapshot)
 
 
+def _count(value: int | None) -> str:
+    return "not reported" if value is None else str(value)
+
+
+def _cell_number(value: float | None, digits: int) -> str:
+    """A reading as a table cell; one the source sent unreadable is "not reported", never 0."""
+    return "not reported" if value is None else f"{value:.{digits}f}"
+
+
 def _cell(text: str, limit: int) -> str:
     """Scheduler text as one markdown table cell: one line, bounded, no column breaks."""
     return (free_text(text, limit) or "").replace("|", "\\|")
@@ -181,7 +191,8 @@ def _cell(text: str, limit: int) -> str:
 
 def _pending_table(snapshot: SlurmSnapshot) -> str:
     if snapshot.jobs is None:
-        return (f"\nSlurm queue: {snapshot.queue.pending} pending, {snapshot.queue.running} running "
+        pending, running = (_count(snapshot.queue.pending), _count(snapshot.queue.running))
+        return (f"\nSlurm queue: {pending} pending, {running} running "
                 "(this source has no job list, so reasons are not shown).\n")
     pending = sorted((j for j in snapshot.jobs if j.state == "PENDING"), key=lambda j: j.submit_time)
     if not pending:

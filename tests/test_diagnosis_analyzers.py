@@ -46,9 +46,11 @@ def test_fell_off_bus_signals_merge_into_one_critical_gpu_finding():
     assert "XID 79 (GPU has fallen off the bus), last at 2025-03-14 11:40:00Z in job 1001" in text
     assert "GPU series stale; last reading 11:40:00Z" in text
     assert 'node-1: Slurm state IDLE+DRAIN (drained), reason "gres/gpu count too low (7 < 8)" since 11:42Z (18 min ago)' in text
-    assert "1001: job 1001 'train' of alice ended NODE_FAIL at 11:41:00Z on node-1" in text
+    # merged evidence names its subject once: a line that names it stays as it is, others say it first
+    assert "\njob 1001 'train' of alice ended NODE_FAIL at 11:41:00Z on node-1" in text
+    assert "1001: job 1001" not in text
     # the NODE_FAIL is tied to the XID that caused it, a minute earlier on the job's node
-    assert "1001: XID 79 (GPU has fallen off the bus) on node-1 GPU 5 at 11:40:00Z, 1 min before the job ended" in text
+    assert "job 1001: XID 79 (GPU has fallen off the bus) on node-1 GPU 5 at 11:40:00Z, 1 min before the job ended" in text
     assert result.job_id == "1001"
     assert "RMA" in result.action and result.category == "hardware"
 
@@ -341,6 +343,22 @@ def test_jobs_pending_while_a_node_sits_drained():
                                "pending: 3001, 3002; 16 GPUs requested",
                                'Slurm state IDLE+DRAIN (drained), reason "admin: cable check"']
     assert (waiting.severity, waiting.rule, waiting.job_id) == ("info", "sched.jobs_waiting", "3001")
+
+
+def test_jobs_pending_on_nodes_whose_gpu_counts_the_source_does_not_report():
+    """No GPU count from Slurm is "count not reported", never 0 GPUs or a count made up."""
+    facts = cluster()
+    facts.slurm.nodes[:] = [n.model_copy(update=dict(gpus_total=None, gpus_alloc=None)) for n in facts.slurm.nodes]
+    facts.slurm.nodes[3] = facts.slurm.nodes[3].model_copy(update=dict(state=["IDLE", "DRAIN"], reason="fan"))
+    facts.slurm.jobs[3] = facts.slurm.jobs[3].model_copy(update=dict(state="COMPLETED"))
+    facts.slurm.jobs.append(job("3001", 0, state="PENDING", pending_reason="Resources", nodes=[], gpu_indices={}, start_time=None))
+    for index in range(8):
+        replace_gpu(facts, 3, index, utilization_pct=0.0, job_id=None)
+
+    result, waiting = analyze(facts)
+
+    assert result.evidence[0] == 'node-3 drained: its GPUs (count not reported) closed to new jobs; reason "fan"'
+    assert waiting.evidence[1] == "gpu: GPU counts not reported by this source"
 
 
 def test_qos_limits_are_info():

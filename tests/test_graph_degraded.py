@@ -49,3 +49,14 @@ async def test_thermal_question_gets_no_queue_table() -> None:
     sim = SimSource.create(realtime=False)
     text, _ = await degraded_answer(sim, "Is node-1 running hot?", REASON, [])
     assert "Pending jobs" not in text
+
+
+async def test_readings_and_counts_the_source_could_not_read_are_not_reported_not_0() -> None:
+    from tests.test_watchdog_source import RecordedBackend, unreadable_values, with_changes
+
+    current = with_changes(unreadable_values)
+    source = RecordedBackend(**{"/api/metrics/current": current, "/api/metrics/gpu/node-2": current["nodes"][2]}).source()
+    text, _ = await degraded_answer(source, "what's wrong with node-2?", REASON, [])
+    assert "| 3 | 88.0 | not reported |" in text and "| 4 | not reported |" in text
+    text, _ = await degraded_answer(source, "Why are jobs pending?", REASON, [])
+    assert "Slurm queue: not reported pending, 17 running" in text

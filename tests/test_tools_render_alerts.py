@@ -64,3 +64,10 @@ def test_alert_history_is_newest_first_within_limit_and_budget() -> None:
     assert len(dumps(payload)) <= OUTPUT_BUDGET_CHARS
     assert payload["events"][0]["id"] == "e0" and "pass a smaller limit" in payload["truncated"]
     assert render_alert_history(events, 3)["events_count"] == 3
+
+
+def test_counts_over_events_known_to_be_incomplete_are_unknown_never_0() -> None:
+    why = "the backend returned only its oldest 1000 events"
+    assert render_alerts([_rule()], [_event(1, False)], incomplete=why)["firing_count"] == f"unknown: {why}"
+    assert render_alerts([_rule()], [_event(2, True)], incomplete=why)["firing_count"] == f"unknown: {why}; at least 1"
+    assert render_alert_history([_event(1, False)], 10, incomplete=why)["active_count"] == f"unknown: {why}"

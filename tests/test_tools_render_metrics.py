@@ -74,6 +74,18 @@ def test_unreachable_node_says_so_without_inventing_numbers() -> None:
     assert "temp_c" not in entry and "util_pct" not in entry
 
 
+def test_a_reading_the_source_could_not_read_is_left_out_of_the_statistics_not_read_as_0() -> None:
+    gpus = [gpu(1, i) for i in range(4)]
+    gpus[0] = gpu(1, 0, temperature_c=None, utilization_pct=None)
+    payload = render_current_metrics([node(1, gpus)])
+    entry = payload["per_node"][0]
+    assert entry["temp_c"] == {"min": 61.0, "avg": 62.0, "max": 63.0, "of": "3 of 4 GPUs (the rest not reported)"}
+    assert entry["power_w"] == {"min": 300.3, "avg": 300.3, "max": 300.3}
+    assert entry["hottest"] == {"gpu": 3, "temp_c": 63.0}
+    assert payload["cluster"]["util_pct_avg"] == 82.0 and "1 GPU(s)" in payload["cluster"]["partial"]
+    assert "0.0" not in json.dumps(entry)
+
+
 # --- one node -------------------------------------------------------------------------------------
 
 

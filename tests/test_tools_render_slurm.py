@@ -77,3 +77,13 @@ def test_slurm_jobs_truncate_with_a_hint_to_filter() -> None:
     payload = render_slurm_jobs(snapshot([], jobs), jobs)
     assert len(dumps(payload)) <= OUTPUT_BUDGET_CHARS
     assert payload["matched"] == 200 and "narrow with state, node or user" in payload["truncated"]
+
+
+def test_slurm_totals_leave_unreported_counts_out_and_say_so() -> None:
+    nodes = [slurm_node(f"node-{i}", ["MIXED"]) for i in range(4)]
+    nodes[1] = nodes[1].model_copy(update={"gpus_total": None, "gpus_alloc": None, "cpus_total": None})
+    payload = render_slurm_status(snapshot(nodes, []))
+    assert payload["gpus"]["total"] == 24 and payload["gpus"]["total_covers"] == "3 of 4 nodes; not reported for node-1"
+    assert payload["cpus"]["total"] == 384 and "3 of 4 nodes" in payload["cpus"]["total_covers"]
+    unreported = [n.model_copy(update={"gpus_total": None, "gpus_alloc": None}) for n in nodes]
+    assert render_slurm_status(snapshot(unreported, []))["gpus"] == "GPU counts not reported by this source"

@@ -87,8 +87,22 @@ async def test_every_recorded_value_is_read() -> None:
     assert (rules[1].node_filter, rules[1].enabled, rules[0].duration_seconds) == ("node-.*", False, 60)
     assert rules[0].created_at == ms(1796134359013)
     assert (event.id, event.fired_at, event.resolved_at) == ("1", ms(1796133759322), ms(1796134059322))
-    # The only note: the backend's "healthy" is not gpudoc's.
-    assert len(notes.lines) == 1 and "node-6 known to Slurm but sending no telemetry" in notes.lines[0]
+    # The only notes: the backend's "healthy" is not gpudoc's; its Slurm metrics have no GPU counts.
+    assert len(notes.lines) == 2 and "node-6 known to Slurm but sending no telemetry" in notes.lines[0]
+    assert "Slurm GPU counts (gres) are not reported" in notes.lines[1]
+
+
+async def test_slurm_gpu_counts_are_not_reported_rather_than_taken_from_telemetry() -> None:
+    """The backend's Slurm metrics carry no gres: Slurm's GPU counts are unknown, not the GPUs
+    telemetry shows (which would give the silent node-6 0 GPUs and the cluster 56, not 64)."""
+    tools = {tool.name: tool for tool in build_cluster_tools(RecordedBackend().source())}
+    slurm = json.loads((await call(tools, "get_slurm_status", {})).content)
+    assert slurm["gpus"] == "GPU counts not reported by this source"
+    assert any("gres" in line for line in slurm["source_notes"])
+    details = json.loads((await call(tools, "get_node_details", {"node_id": "node-6"})).content)
+    assert "gpus_total" not in json.dumps(details) and details["slurm"]["cpus_total"] == 128
+    snapshot = await RecordedBackend().source().slurm()
+    assert snapshot is not None and {node.gpus_total for node in snapshot.nodes} == {None}
 
 
 async def test_the_node_the_backend_dropped_is_kept_as_not_reporting() -> None:
@@ -137,7 +151,11 @@ async def test_alert_history_asks_for_the_most_and_shows_the_newest_first(older:
     stored = [event(n + 1, now - timedelta(hours=older - n), now - timedelta(hours=older - n, minutes=-5))
               for n in range(older)] + [event(older + 1, now, None)]
 
+    recorded = RecordedBackend()
+
     def oldest_first(request: httpx.Request) -> httpx.Response:  # as the real backend does
+        if request.url.path != "/api/alerts/events/history":
+            return recorded(request)
         limit = min(int(request.url.params.get("limit") or 100), ALERT_EVENTS_CAP)
         return httpx.Response(200, json=stored[:limit])
 
@@ -151,8 +169,14 @@ async def test_alert_history_asks_for_the_most_and_shows_the_newest_first(older:
         assert [e["id"] for e in payload["events"]] == [str(n) for n in range(older + 1, older - 4, -1)]
         assert "source_notes" not in payload
     else:  # the backend's cap hides the newest: say so rather than pretend
-        assert payload["active_count"] == 0
+        unknown = "unknown: the backend returned only its oldest 1000 events"
+        assert payload["active_count"] == unknown
         assert "newer events, including ones firing now, may be missing" in payload["source_notes"][0]
+        alerts = json.loads((await call(tools, "get_alerts", {})).content)
+        assert alerts["firing_count"] == unknown and not alerts["firing"]
+        report = await diagnose(source)
+        assert not any(f.rule == "alert.active" for f in report.findings)
+        assert any("ones firing now, may be missing" in line for line in report.limitations)
 
 
 def with_changes(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -168,6 +192,15 @@ def summary_slurm(current: dict[str, Any]) -> None:
 
 def gpu_without_temperature(current: dict[str, Any]) -> None:
     del current["nodes"][2]["gpus"][3]["temperatureC"]
+
+
+def unreadable_values(current: dict[str, Any]) -> None:
+    """Single values the backend could not make: each costs that value, not its GPU or node."""
+    gpus = current["nodes"][2]["gpus"]
+    gpus[3]["utilization"], gpus[4]["temperatureC"], gpus[5]["powerUsageW"] = "N/A", None, "[Not Supported]"
+    silent = current["slurm"]["nodes"][6]  # node-6: no telemetry, so Slurm is all that names it
+    silent["cpusTotal"], silent["memAlloc"] = "128 (of 256)", None
+    del current["slurm"]["queue"]["pending"]
 
 
 def exporter_without_name_and_total(current: dict[str, Any]) -> None:
@@ -217,15 +250,47 @@ async def test_odd_values_degrade_one_by_one() -> None:
     assert "GET /api/metrics/current: lastUpdated not reported by this backend" in text
     assert "nodes[node-0].gpus[0].smClockMHz unusable" in text
     assert "nodes[1] left out" in text
-    assert "Slurm queue counts not reported by this backend: cancelled; 0 stands in for them" in text
+    assert "Slurm queue counts not reported by this backend: cancelled; shown as unknown (null)" in text
+    assert slurm.queue.cancelled is None
 
 
-async def test_a_gpu_without_a_reading_it_needs_is_left_out_and_said() -> None:
+async def test_a_gpu_without_a_reading_keeps_its_others_and_it_is_said() -> None:
     source = RecordedBackend(**{"/api/metrics/current": with_changes(gpu_without_temperature)}).source()
     with collecting_notes() as notes:
         nodes = await source.current_metrics()
-    assert [gpu.index for gpu in nodes[2].gpus] == [0, 1, 2, 4, 5, 6, 7]
-    assert any("nodes[node-2].gpus[3] left out: field 'temperatureC': Field required" in line for line in notes.lines)
+    assert [gpu.index for gpu in nodes[2].gpus] == list(range(8))
+    assert (nodes[2].gpus[3].temperature_c, nodes[2].gpus[3].sm_clock_mhz) == (None, 795)
+    assert any("nodes[node-2].gpus[3].temperatureC not reported by this backend" in line for line in notes.lines)
+
+
+async def test_an_unreadable_value_costs_that_value_not_its_gpu_or_slurm_node() -> None:
+    source = RecordedBackend(**{"/api/metrics/current": with_changes(unreadable_values)}).source()
+    with collecting_notes() as notes:
+        nodes = await source.current_metrics()
+        slurm = await source.slurm()
+        status = await source.cluster_status()
+    gpus = nodes[2].gpus
+    assert [gpu.index for gpu in gpus] == list(range(8)) and not any(gpu.stale for gpu in gpus)
+    assert (gpus[3].utilization_pct, gpus[3].temperature_c) == (None, 88)
+    assert (gpus[4].temperature_c, gpus[5].power_w) == (None, None) and gpus[4].utilization_pct is not None
+    assert slurm is not None and len(slurm.nodes) == 8
+    down = slurm.nodes[6]
+    assert (down.name, down.state, down.cpus_total, down.cpus_alloc, down.memory_alloc_mb) == (
+        "node-6", ["DOWN"], None, 0, None)
+    assert slurm.queue.pending is None and slurm.queue.running == 17
+    assert nodes[6].node_id == "node-6" and nodes[6].reachable is False  # still named by Slurm, not unknown
+    assert status.gpu_count == 56
+    text = " | ".join(notes.lines)
+    assert "nodes[node-2].gpus[3].utilization unusable" in text and "received 'N/A'" in text
+    assert "nodes[node-2].gpus[4].temperatureC unusable (received null)" in text
+    assert "received '[Not Supported]'" in text
+    assert "slurm.nodes[node-6].cpusTotal unusable" in text and "received '128 (of 256)'" in text
+    assert "slurm.nodes[node-6].memAlloc unusable (received null)" in text
+    assert "Slurm queue counts not reported by this backend: pending; shown as unknown" in text
+    report = await diagnose(source)
+    assert any(f.rule == "node.host_down" and f.subject == "node-6" for f in report.findings)
+    (hot,) = [f for f in report.findings if f.subject == "node-2/gpu-3" and f.rule == "gpu.thermal_slowdown"]
+    assert "utilization not reported" in hot.evidence[0]  # the temperature still tells
 
 
 async def test_nvidia_exporter_values_are_derived_or_marked_unknown() -> None:
@@ -246,7 +311,8 @@ async def test_slurm_states_in_long_form_are_read_and_unknown_ones_said() -> Non
     assert [node.state for node in slurm.nodes] == [
         ["ALLOCATED"], ["ALLOCATED"], ["ALLOCATED"], ["MIXED"], ["IDLE", "DRAIN"], ["MIXED"],
         ["DOWN", "NOT_RESPONDING"], ["UNKNOWN"]]
-    assert notes.lines == ["Slurm node node-7: status 'gone fishing' not understood; its state is shown as UNKNOWN"]
+    assert notes.lines[-1] == "Slurm node node-7: status 'gone fishing' not understood; its state is shown as UNKNOWN"
+    assert len(notes.lines) == 2  # and that Slurm's GPU counts are not reported
 
 
 async def call(tools: dict[str, Any], name: str, args: dict[str, Any]) -> ToolMessage:
@@ -257,7 +323,8 @@ ARGS = {"get_node_details": {"node_id": "node-6"}, "get_gpu_history": {"node_id"
         "get_slurm_jobs": {"state": "PENDING"}, "diagnose_cluster": {}}
 
 
-@pytest.mark.parametrize("change", [None, summary_slurm, odd_values, exporter_without_name_and_total])
+@pytest.mark.parametrize("change", [None, summary_slurm, odd_values, exporter_without_name_and_total,
+                                    unreadable_values])
 async def test_every_tool_returns_data_and_the_notes_reach_the_output(change: Any) -> None:
     overrides = {} if change is None else {"/api/metrics/current": with_changes(change)}
     tools = {tool.name: tool for tool in build_cluster_tools(RecordedBackend(**overrides).source())}

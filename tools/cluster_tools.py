@@ -34,7 +34,7 @@ from gpudoc.tools.sources.base import (
     SourceError,
     UnknownNodeError,
 )
-from gpudoc.tools.sources.notes import collecting_notes
+from gpudoc.tools.sources.notes import ALERT_EVENTS, collecting_notes, incomplete
 from gpudoc.tools.tool_schemas import (
     ALERT_HISTORY_LIMIT_MAX,
     HISTORY_MINUTES_MAX,
@@ -239,17 +239,19 @@ def build_cluster_tools(source: ClusterSource) -> list[BaseTool]:
         for result in (rules, events):
             if isinstance(result, BaseException):
                 raise result
+        missing = incomplete(ALERT_EVENTS)
         if isinstance(silences, SourceError):
-            payload = render_alerts(rules, events)  # type: ignore[arg-type]
+            payload = render_alerts(rules, events, incomplete=missing)  # type: ignore[arg-type]
             payload["silences_note"] = f"Alertmanager silences unavailable: {silences}"
             return payload
         if isinstance(silences, BaseException):
             raise silences
-        return render_alerts(rules, events, silences)  # type: ignore[arg-type]
+        return render_alerts(rules, events, silences, missing)  # type: ignore[arg-type]
 
     async def get_alert_history(limit: int = 20) -> dict[str, Any]:
         bounded, note = clamp(limit, 1, ALERT_HISTORY_LIMIT_MAX, "limit")
-        return render_alert_history(await source.alert_history(bounded), bounded, note)
+        events = await source.alert_history(bounded)
+        return render_alert_history(events, bounded, note, incomplete(ALERT_EVENTS))
 
     async def get_slurm_status() -> dict[str, Any]:
         snapshot = await source.slurm()

@@ -75,16 +75,28 @@ def render_silence(silence: Silence) -> dict[str, Any]:
     )
 
 
+def _count(found: int, incomplete: str | None) -> int | str:
+    """A count over the events, or why it is unknown when the events are known to be incomplete
+    (the firing one may be among those left out: 0 would be a guess)."""
+    if incomplete is None:
+        return found
+    return f"unknown: {incomplete}" + (f"; at least {found}" if found else "")
+
+
 def render_alerts(
-    rules: Sequence[AlertRule], events: Sequence[AlertEvent], silences: Sequence[Silence] | None = None
+    rules: Sequence[AlertRule], events: Sequence[AlertEvent], silences: Sequence[Silence] | None = None,
+    incomplete: str | None = None,
 ) -> dict[str, Any]:
-    """The configured rules, the events firing now (newest first) and the active silences."""
+    """The configured rules, the events firing now (newest first) and the active silences.
+
+    ``incomplete``: why the events are known to be incomplete; the firing count is then unknown.
+    """
     firing = [{k: v for k, v in render_event(e).items() if k != "active"}
               for e in sorted(events, key=lambda e: e.fired_at, reverse=True) if e.active]
     header = {
         "rules_count": len(rules),
         "rules": [render_rule(rule) for rule in rules],
-        "firing_count": len(firing),
+        "firing_count": _count(len(firing), incomplete),
     }
     if silences:
         header["silences"] = [render_silence(s) for s in silences if s.state == "active"]
@@ -99,9 +111,9 @@ def render_alerts(
 
 
 def render_alert_history(
-    events: Sequence[AlertEvent], limit: int, limit_note: str | None = None
+    events: Sequence[AlertEvent], limit: int, limit_note: str | None = None, incomplete: str | None = None
 ) -> dict[str, Any]:
-    """Recent alert events, active and resolved, newest first."""
+    """Recent alert events, active and resolved, newest first (``incomplete``: as for ``render_alerts``)."""
     ordered = sorted(events, key=lambda e: e.fired_at, reverse=True)[:limit]
     rendered = [render_event(e) for e in ordered]
     header = without_none(
@@ -109,7 +121,7 @@ def render_alert_history(
             "limit": limit,
             "limit_note": limit_note,
             "events_count": len(rendered),
-            "active_count": sum(1 for e in ordered if e.active),
+            "active_count": _count(sum(1 for e in ordered if e.active), incomplete),
         }
     )
 

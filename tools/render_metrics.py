@@ -9,7 +9,7 @@ one node is one ``get_node_details`` call away (``tools/render_node_details.py``
 from __future__ import annotations
 
 from statistics import fmean
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from gpudoc.tools.compact import fit_to_budget, hhmm, iso, r1, without_none
 from gpudoc.tools.models import (
@@ -57,8 +57,19 @@ def render_cluster_status(status: ClusterStatus) -> dict[str, Any]:
     )
 
 
-def _stats(values: Sequence[float]) -> dict[str, float | None]:
-    return {"min": r1(min(values)), "avg": r1(fmean(values)), "max": r1(max(values))}
+def _known(values: Iterable[float | None]) -> list[float]:
+    """The readings there are: one a source sent unreadable (``None``) is left out, never read as 0."""
+    return [value for value in values if value is not None]
+
+
+def _stats(values: Sequence[float | None]) -> dict[str, float | None] | None:
+    known = _known(values)
+    if not known:
+        return None
+    stats: dict[str, Any] = {"min": r1(min(known)), "avg": r1(fmean(known)), "max": r1(max(known))}
+    if len(known) < len(values):
+        stats["of"] = f"{len(known)} of {len(values)} GPUs (the rest not reported)"
+    return stats
 
 
 def node_spec(node: NodeMetrics) -> GpuModelSpec | None:
@@ -87,7 +98,7 @@ def gpu_anomalies(gpu: GpuMetrics, spec: GpuModelSpec | None) -> list[str]:
         found.append(f"{tag} double-bit ECC errors {gpu.ecc_dbe_volatile}")
     if gpu.nvlink_links_down:
         found.append(f"{tag} NVLink links down {gpu.nvlink_links_down}")
-    if spec is not None and gpu.temperature_c >= spec.max_operating_temp_c:
+    if spec is not None and gpu.temperature_c is not None and gpu.temperature_c >= spec.max_operating_temp_c:
         found.append(f"{tag} {gpu.temperature_c:.1f} °C >= max operating {spec.max_operating_temp_c:.0f} °C")
     if (
         spec is not None
@@ -110,6 +121,7 @@ def gpu_anomalies(gpu: GpuMetrics, spec: GpuModelSpec | None) -> list[str]:
         gpu.pcie_link_width is not None
         and gpu.pcie_link_width_max is not None
         and gpu.pcie_link_width < gpu.pcie_link_width_max
+        and gpu.utilization_pct is not None
         and gpu.utilization_pct >= PCIE_UNDER_LOAD_UTIL_PCT
     ):
         found.append(
@@ -144,12 +156,15 @@ def node_current_summary(node: NodeMetrics) -> dict[str, Any]:
         entry["temp_c"] = _stats([g.temperature_c for g in live])
         entry["power_w"] = _stats([g.power_w for g in live])
         entry["mem_used_pct_avg"] = r1(
-            fmean(100.0 * g.memory_used_mib / g.memory_total_mib for g in live if g.memory_total_mib)
-            if any(g.memory_total_mib for g in live)
+            fmean(used)
+            if (used := [100.0 * g.memory_used_mib / g.memory_total_mib for g in live
+                         if g.memory_total_mib and g.memory_used_mib is not None])
             else None
         )
-        hottest = max(live, key=lambda g: g.temperature_c)
-        entry["hottest"] = {"gpu": hottest.index, "temp_c": r1(hottest.temperature_c)}
+        hot = [g for g in live if g.temperature_c is not None]
+        if hot:
+            hottest = max(hot, key=lambda g: g.temperature_c or 0.0)
+            entry["hottest"] = {"gpu": hottest.index, "temp_c": r1(hottest.temperature_c)}
     anomalies = node_anomalies(node)
     if anomalies:
         shown = anomalies[:MAX_ANOMALIES_PER_NODE]
@@ -178,10 +193,14 @@ def render_current_metrics(nodes: Sequence[NodeMetrics]) -> dict[str, Any]:
     }
     if live:
         header["cluster"] = {
-            "util_pct_avg": r1(fmean(g.utilization_pct for g in live)),
-            "temp_c_max": r1(max(g.temperature_c for g in live)),
-            "power_w_total": r1(sum(g.power_w for g in live)),
+            "util_pct_avg": r1(fmean(utils)) if (utils := _known(g.utilization_pct for g in live)) else None,
+            "temp_c_max": r1(max(temps)) if (temps := _known(g.temperature_c for g in live)) else None,
+            "power_w_total": r1(sum(powers)) if (powers := _known(g.power_w for g in live)) else None,
         }
+        header["cluster"] = without_none(header["cluster"])
+        unreported = sum(g.temperature_c is None or g.utilization_pct is None or g.power_w is None for g in live)
+        if unreported:
+            header["cluster"]["partial"] = f"{unreported} GPU(s) with readings not reported left out of these"
     header["nodes_with_anomalies"] = sum(1 for e in entries if "anomalies" in e)
     ranked = sorted(entries, key=_priority)
 

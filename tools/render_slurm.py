@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Any, Sequence, get_args
 
 from gpudoc.tools.compact import fit_list, fit_to_budget, free_text, iso, without_none
-from gpudoc.tools.models import JobState, SchedulerHealth, SlurmJob, SlurmNode, SlurmSnapshot
+from gpudoc.tools.models import JobState, SchedulerHealth, SlurmJob, SlurmNode, SlurmSnapshot, node_sum
 
 JOB_STATES: tuple[str, ...] = get_args(JobState)
 
@@ -114,6 +114,27 @@ def render_scheduler(health: SchedulerHealth) -> dict[str, Any]:
     })
 
 
+def node_totals(what: str, nodes: Sequence[SlurmNode], totals: Sequence[int | None],
+                allocs: Sequence[int | None]) -> dict[str, Any] | str:
+    """Cluster totals of a per-node count, saying what they cover: a node whose count the source
+    does not report is left out of the sum and named as such, never counted as 0."""
+    total, reported, of = node_sum(totals)
+    alloc, alloc_reported, _ = node_sum(allocs)
+    if not reported and not alloc_reported:
+        return f"{what} counts not reported by this source"
+    out: dict[str, Any] = {}
+    if reported:
+        out["total"] = total
+        if reported < of:
+            missing = [n.name for n, value in zip(nodes, totals) if value is None]
+            out["total_covers"] = f"{reported} of {of} nodes; not reported for {hostlist(missing)}"
+    if alloc_reported:
+        out["alloc"] = alloc
+        if alloc_reported < of:
+            out["alloc_covers"] = f"{alloc_reported} of {of} nodes"
+    return out
+
+
 def render_slurm_status(snapshot: SlurmSnapshot) -> dict[str, Any]:
     """Node states (grouped), problem nodes with reasons, GPU/CPU allocation, queue, partitions."""
     by_state: dict[str, list[str]] = {}
@@ -132,23 +153,16 @@ def render_slurm_status(snapshot: SlurmSnapshot) -> dict[str, Any]:
         for node in snapshot.nodes
         if _is_problem(node)
     ]
-    gpus_alloc = [n.gpus_alloc for n in snapshot.nodes if n.gpus_alloc is not None]
+    gpus_alloc = [n.gpus_alloc for n in snapshot.nodes]
     payload: dict[str, Any] = {
         "time": iso(snapshot.timestamp),
         "nodes": len(snapshot.nodes),
         "state_counts": {state: len(names) for state, names in by_state.items()},
         "nodes_by_state": by_state,
         "problem_nodes": problems,
-        "gpus": without_none(
-            {
-                "total": sum(n.gpus_total for n in snapshot.nodes),
-                "alloc": sum(gpus_alloc) if gpus_alloc else None,
-            }
-        ),
-        "cpus": {
-            "total": sum(n.cpus_total for n in snapshot.nodes),
-            "alloc": sum(n.cpus_alloc for n in snapshot.nodes),
-        },
+        "gpus": node_totals("GPU", snapshot.nodes, [n.gpus_total for n in snapshot.nodes], gpus_alloc),
+        "cpus": node_totals("CPU", snapshot.nodes, [n.cpus_total for n in snapshot.nodes],
+                            [n.cpus_alloc for n in snapshot.nodes]),
         "queue": snapshot.queue.model_dump(),
     }
     if snapshot.jobs is not None:

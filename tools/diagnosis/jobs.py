@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from gpudoc.tools.diagnosis.facts import ClusterFacts, median_or_none
 from gpudoc.tools.diagnosis.findings import Finding
-from gpudoc.tools.diagnosis.rules import finding, gpu_subject, num
+from gpudoc.tools.diagnosis.rules import finding, gpu_subject, num, reading
 from gpudoc.tools.diagnosis.xid import xid_meaning
 from gpudoc.tools.models import GpuMetrics, SlurmJob, SlurmNode, XidEvent
 from gpudoc.tools.sources.slurm_notation import expand_hostlist
@@ -70,7 +70,7 @@ def _job_gpus(facts: ClusterFacts, job: SlurmJob) -> list[GpuMetrics]:
 def _idle_minutes(facts: ClusterFacts, gpu: GpuMetrics) -> tuple[float, bool] | None:
     """How long the GPU has been at ~0 % up to now, and whether that covers the whole history window."""
     series = facts.series(gpu.node_id, gpu.index)
-    if series is None or not series.samples or gpu.utilization_pct > IDLE_UTIL_PCT:
+    if series is None or not series.samples or gpu.utilization_pct is None or gpu.utilization_pct > IDLE_UTIL_PCT:
         return None
     oldest_idle: datetime | None = None
     for sample in reversed(series.samples):
@@ -102,8 +102,8 @@ def _stragglers(facts: ClusterFacts, job: SlurmJob, gpus: list[GpuMetrics]) -> l
     flagged: list[tuple[GpuMetrics, list[str]]] = []
     for gpu in gpus:
         peers = [p for p in gpus if p is not gpu]
-        peer_median = median_or_none([p.utilization_pct for p in peers])
-        if peer_median is None or not _is_far_below(gpu.utilization_pct, peer_median):
+        peer_median = median_or_none([p.utilization_pct for p in peers if p.utilization_pct is not None])
+        if gpu.utilization_pct is None or peer_median is None or not _is_far_below(gpu.utilization_pct, peer_median):
             continue
         evidence = [f"utilization {num(gpu.utilization_pct, 0)}% vs median {num(peer_median, 0)}% "
                     f"of the job's other {len(peers)} GPUs"]
@@ -117,7 +117,7 @@ def _stragglers(facts: ClusterFacts, job: SlurmJob, gpus: list[GpuMetrics]) -> l
         if idle and idle[0] >= HANG_MINUTES:
             evidence.append(f"at 0% for {'at least ' if idle[1] else ''}{num(idle[0], 0)} min: the rank looks hung")
         if gpu.sm_clock_mhz is not None:
-            evidence.append(f"SM clock {num(gpu.sm_clock_mhz, 0)} MHz, temperature {num(gpu.temperature_c)} °C")
+            evidence.append(f"SM clock {num(gpu.sm_clock_mhz, 0)} MHz, temperature {reading(gpu.temperature_c, ' °C')}")
         flagged.append((gpu, evidence))
     if not flagged or len(flagged) * 2 >= len(gpus):
         return []  # most of the job is slow: that is the job, not one straggler
@@ -258,7 +258,8 @@ def _pending_on_unavailable(facts: ClusterFacts) -> list[Finding]:
         shown = ", ".join(j.job_id for j in waiting[:10]) + (f" (+{len(waiting) - 10} more)" if len(waiting) > 10 else "")
         why = f'; reason "{node.reason}"' if node.reason else ""
         by_name = [j.job_id for j in waiting if node.name in _named_unavailable(j)]
-        evidence = [f"{node_id} {node.sinfo_state}: {node.gpus_total} GPUs closed to new jobs{why}",
+        gpus = "its GPUs (count not reported)" if node.gpus_total is None else f"{node.gpus_total} GPUs"
+        evidence = [f"{node_id} {node.sinfo_state}: {gpus} closed to new jobs{why}",
                     f"pending: {shown}; {sum(j.gpus for j in waiting)} GPUs requested"]
         if by_name:
             evidence.append(f"jobs {', '.join(by_name[:10])} ask for {node.name} by name (ReqNodeNotAvail)")
@@ -306,14 +307,19 @@ def _jobs_waiting(facts: ClusterFacts) -> list[Finding]:
 def _capacity(facts: ClusterFacts, partition: str) -> str:
     """GPUs of a partition: total, allocated, free on nodes that take jobs, out of service."""
     nodes = [n for n in facts.slurm.nodes if not n.partitions or partition in n.partitions] if facts.slurm else []
-    total = sum(n.gpus_total for n in nodes)
-    alloc = sum(n.gpus_alloc or 0 for n in nodes)
-    free = sum(n.gpus_total - (n.gpus_alloc or 0) for n in nodes if n.accepts_jobs)
-    out = [n for n in nodes if not n.accepts_jobs]
+    counted = [n for n in nodes if n.gpus_total is not None]
+    if not counted:
+        return f"{partition}: GPU counts not reported by this source"
+    total = sum(n.gpus_total or 0 for n in counted)
+    alloc = sum(n.gpus_alloc or 0 for n in counted)
+    free = sum((n.gpus_total or 0) - (n.gpus_alloc or 0) for n in counted if n.accepts_jobs)
+    out = [n for n in counted if not n.accepts_jobs]
     text = f"{partition}: {total} GPUs, {alloc} allocated, {free} free on nodes taking jobs"
     if out:
-        text += (f"; {sum(n.gpus_total for n in out)} on nodes out of service ("
+        text += (f"; {sum(n.gpus_total or 0 for n in out)} on nodes out of service ("
                  + ", ".join(f"{facts.node_id_for_slurm_name(n.name)} {n.sinfo_state}" for n in out[:6]) + ")")
+    if len(counted) < len(nodes):
+        text += f" (GPU counts of {len(nodes) - len(counted)} of its {len(nodes)} nodes not reported)"
     return text
 
 

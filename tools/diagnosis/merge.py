@@ -67,17 +67,26 @@ def _best_host(item: Finding, hosts: list[Finding]) -> Finding | None:
 
 
 def _absorb(host: Finding, item: Finding) -> None:
-    prefix = "" if item.subject == host.subject else f"{item.subject}: "
     if SEVERITY_ORDER[item.severity] < SEVERITY_ORDER[host.severity]:
         host.severity = item.severity
     for line in item.evidence:
-        text = line if line.startswith(item.subject) else prefix + line
+        text = line if item.subject == host.subject else _about(item, line)
         if text not in host.evidence:
             host.evidence.append(text)
     host.nodes = sorted(set(host.nodes) | set(item.nodes), key=natural_key)
     host.gpus = sorted(set(host.gpus) | set(item.gpus), key=natural_key)
     if host.job_id is None:
         host.job_id = item.job_id
+
+
+def _about(item: Finding, line: str) -> str:
+    """An evidence line moved to another finding's list, saying what it is about: as it is when it
+    names its subject already (``job 1001 'train' ended NODE_FAIL``), else after the subject
+    (``job 1001: XID 79 on node-1 GPU 5``), so merged evidence never reads ``1001: job 1001 ...``."""
+    if re.search(rf"(?<![\w/-]){re.escape(item.subject)}(?![\w/-])", line):
+        return line
+    label = f"job {item.subject}" if item.job_id == item.subject else item.subject
+    return f"{label}: {line}"
 
 
 def natural_key(text: str) -> list[object]:

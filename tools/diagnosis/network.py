@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from gpudoc.tools.diagnosis.facts import ClusterFacts, live_gpus, median_or_none
 from gpudoc.tools.diagnosis.findings import Finding
-from gpudoc.tools.diagnosis.rules import finding, num
+from gpudoc.tools.diagnosis.rules import finding, num, reading
 from gpudoc.tools.models import NetworkPort, NodeMetrics
 
 ACTIVE = 4
@@ -73,6 +73,7 @@ def _evidence(node: NodeMetrics, ports: list[NetworkPort], baseline: dict[str, f
             f"link_downed_total {p.link_downed_total} (cluster median {num(baseline.get(port_key(p), 0))}){recent}"
         )
     gpus = live_gpus(node)
-    if gpus and not any(g.stale for g in node.gpus):
-        evidence.append(f"all {len(gpus)} GPUs reporting; hottest {num(max(g.temperature_c for g in gpus))} °C")
+    temps = [g.temperature_c for g in gpus if g.temperature_c is not None]
+    if gpus and temps and not any(g.stale for g in node.gpus):
+        evidence.append(f"all {len(gpus)} GPUs reporting; hottest {num(max(temps))} °C")
     return evidence

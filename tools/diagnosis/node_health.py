@@ -116,9 +116,10 @@ def _slurm_state(now: datetime, node: NodeMetrics, slurm_node: SlurmNode) -> lis
     reason = slurm_node.reason or ""
     if slurm_node.is_down:
         return [_slurm_down(node, slurm_node, evidence)]
-    if GRES_LOW.search(reason) or (slurm_node.gpus_total and len(node.gpus) < slurm_node.gpus_total):
-        if len(node.gpus) < slurm_node.gpus_total:
-            evidence.append(f"metrics show {len(node.gpus)} GPU(s); Slurm expects {slurm_node.gpus_total}")
+    expected = slurm_node.gpus_total  # None: the source does not say, so no comparison
+    if GRES_LOW.search(reason) or (expected and len(node.gpus) < expected):
+        if expected is not None and len(node.gpus) < expected:
+            evidence.append(f"metrics show {len(node.gpus)} GPU(s); Slurm expects {expected}")
         return [finding(
             "node.gres_count_low", "critical", node.node_id, "Slurm sees fewer GPUs than configured", evidence,
             "a GPU disappeared from the node (fell off the bus or failed to initialise)",

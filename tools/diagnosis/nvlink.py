@@ -46,7 +46,7 @@ def _evidence(gpu: GpuMetrics, gpus: list[GpuMetrics], series: GpuSeries | None)
         evidence.append(climb)
     if evidence and gpu.nvlink_bandwidth_gbps is not None:
         peers = [p.nvlink_bandwidth_gbps for p in gpus if p.index != gpu.index
-                 and p.nvlink_bandwidth_gbps is not None and p.utilization_pct >= LOADED_UTIL_PCT]
+                 and p.nvlink_bandwidth_gbps is not None and (p.utilization_pct or 0.0) >= LOADED_UTIL_PCT]
         peer_median = median_or_none(peers)  # type: ignore[arg-type]
         if peer_median and gpu.nvlink_bandwidth_gbps < BANDWIDTH_RATIO * peer_median:
             evidence.append(f"NVLink bandwidth {num(gpu.nvlink_bandwidth_gbps)} GB/s vs peers' median {num(peer_median)} GB/s")

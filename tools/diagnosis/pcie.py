@@ -37,8 +37,8 @@ def analyze_pcie(facts: ClusterFacts) -> list[Finding]:
 
 
 def _degraded_under_load(gpu: GpuMetrics) -> str | None:
-    if gpu.utilization_pct < LOADED_UTIL_PCT:
-        return None  # idle links downshift to save power: normal
+    if gpu.utilization_pct is None or gpu.utilization_pct < LOADED_UTIL_PCT:
+        return None  # idle links downshift to save power: normal (unknown load: cannot tell)
     narrow = (gpu.pcie_link_width is not None and gpu.pcie_link_width_max is not None
               and gpu.pcie_link_width < gpu.pcie_link_width_max)
     slow = (gpu.pcie_link_gen is not None and gpu.pcie_link_gen_max is not None

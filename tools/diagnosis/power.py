@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gpudoc.tools.diagnosis.facts import ClusterFacts, live_gpus, spec_of
 from gpudoc.tools.diagnosis.findings import Finding
-from gpudoc.tools.diagnosis.rules import finding, gpu_subject, num
+from gpudoc.tools.diagnosis.rules import finding, gpu_subject, num, reading
 from gpudoc.tools.models import ClockEventReason, GpuMetrics, NodeMetrics
 
 #: an enforced limit below this fraction of the default is a cap, not rounding
@@ -43,7 +43,7 @@ def _brakes(node: NodeMetrics, gpus: list[GpuMetrics]) -> list[Finding]:
     braked = [g for g in gpus if (g.clock_event_reasons or 0) & ClockEventReason.HW_POWER_BRAKE]
     if not braked:
         return []
-    evidence = [f"gpu-{g.index}: hw_power_brake set, power {num(g.power_w, 0)} W{_clock(g)}" for g in braked]
+    evidence = [f"gpu-{g.index}: hw_power_brake set, power {reading(g.power_w, ' W', 0)}{_clock(g)}" for g in braked]
     if len(braked) == len(gpus) and len(gpus) > 1:
         return [finding("node.power_brake", "warning", node.node_id,
                         f"hardware power brake on all {len(gpus)} GPUs", evidence, BRAKE_CAUSE, BRAKE_ACTION)]
@@ -72,7 +72,7 @@ def _caps(node: NodeMetrics, gpus: list[GpuMetrics]) -> list[Finding]:
         return []
     evidence = [
         f"gpu-{g.index}: enforced power limit {num(limit, 0)} W, default {num(default, 0)} W; "
-        f"drawing {num(g.power_w, 0)} W{_clock(g)}"
+        f"drawing {reading(g.power_w, ' W', 0)}{_clock(g)}"
         for g, (limit, default) in capped
     ]
     if len(capped) == len(gpus) and len(gpus) > 1:

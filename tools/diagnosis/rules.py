@@ -141,3 +141,8 @@ def num(value: float, digits: int = 1) -> str:
     """Format a reading compactly: 88.60 -> "88.6", 89.0 -> "89"."""
     text = f"{value:.{digits}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def reading(value: float | None, unit: str, digits: int = 1) -> str:
+    """A reading with its unit (``"212 W"``), or "not reported" where the source sent it unreadable."""
+    return "not reported" if value is None else f"{num(value, digits)}{unit}"

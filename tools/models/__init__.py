@@ -37,6 +37,7 @@ from gpudoc.tools.models.slurm import (
     SlurmNode,
     SlurmPartition,
     SlurmSnapshot,
+    node_sum,
 )
 from gpudoc.tools.models.text import (
     MAX_CLUSTER_NAME_CHARS,
@@ -54,6 +55,6 @@ __all__ = [
     "AlertCondition", "AlertEvent", "AlertRule", "AlertState", "ClockEventReason", "ClusterName", "ClusterStatus",
     "ClusterText", "ComposedText", "GpuMetrics", "GpuModelSpec", "GpuSample", "GpuSeries", "JobState", "Model",
     "NetworkPort", "NodeMetrics", "QueueCounts", "Silence", "SlurmJob", "SlurmNode", "SlurmPartition",
-    "SlurmSnapshot", "SlurmSummary", "XidEvent", "clean_cluster_text", "clock_event_names", "neutralise_markup",
+    "SlurmSnapshot", "SlurmSummary", "XidEvent", "clean_cluster_text", "clock_event_names", "neutralise_markup", "node_sum",
     "spec_for_model_name",
 ]

@@ -115,8 +115,10 @@ class XidEvent(Model):
 class GpuMetrics(Model):
     """A point-in-time reading of one GPU.
 
-    Only the first block is guaranteed by every source; the rest is ``None`` when the source
-    cannot see it. ``stale`` marks a GPU whose series stopped updating (fell off the bus, GSP hang).
+    Every source states the first block; a core reading is ``None`` only when the source sent
+    one it could not read (``"N/A"``, null), which it says in a note: the GPU and its other
+    readings stay. The rest is ``None`` when the source cannot see it. ``stale`` marks a GPU
+    whose series stopped updating (fell off the bus, GSP hang).
     """
 
     node_id: ClusterName
@@ -124,11 +126,11 @@ class GpuMetrics(Model):
     uuid: ClusterName | None = None
     model: ClusterName
     pci_bus_id: ClusterName | None = None
-    utilization_pct: float
-    memory_used_mib: float
-    memory_total_mib: float
-    temperature_c: float
-    power_w: float
+    utilization_pct: float | None
+    memory_used_mib: float | None
+    memory_total_mib: float | None
+    temperature_c: float | None
+    power_w: float | None
 
     memory_util_pct: float | None = None
     memory_temperature_c: float | None = None

@@ -9,6 +9,7 @@ Fields a Slurm version (or a source) does not report stay ``None``; nothing is f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
@@ -36,7 +37,11 @@ _SINFO_BASE = {"ALLOCATED": "alloc", "MIXED": "mix"}
 
 
 class SlurmNode(Model):
-    """A Slurm node as slurmrestd reports it: ``state`` is base state first, then flags."""
+    """A Slurm node as slurmrestd reports it: ``state`` is base state first, then flags.
+
+    A count the source does not have is ``None``, never 0: GPU Watchdog's Slurm metrics carry
+    no gres, and a GPU count taken from telemetry instead would hide the very GPU Slurm lost.
+    """
 
     name: ClusterName
     hostname: ClusterName | None = Field(default=None, description="NodeHostname, when it differs from the name")
@@ -44,11 +49,11 @@ class SlurmNode(Model):
     reason: ClusterText | None = None
     reason_set_at: datetime | None = None
     reason_set_by: ClusterText | None = Field(default=None, description="who set the reason (Slurm's own user for reasons Slurm writes)")
-    cpus_total: int
-    cpus_alloc: int
-    memory_total_mb: int
-    memory_alloc_mb: int
-    gpus_total: int
+    cpus_total: int | None
+    cpus_alloc: int | None
+    memory_total_mb: int | None
+    memory_alloc_mb: int | None
+    gpus_total: int | None = Field(default=None, description="configured GPUs (gres); None where the source does not say")
     gpus_alloc: int | None = None
     gres: ClusterName | None = Field(default=None, description='configured, e.g. "gpu:a100:8(S:0-1)"')
     gres_used: ClusterName | None = Field(default=None, description='e.g. "gpu:a100:2(IDX:0-1)"')
@@ -123,6 +128,14 @@ class SlurmNode(Model):
         return name + suffix
 
 
+def node_sum(values: Iterable[int | None]) -> tuple[int, int, int]:
+    """(sum of the reported values, how many nodes reported one, how many nodes in all): a total
+    over nodes says what it covers rather than counting an unreported value as 0."""
+    values = list(values)
+    known = [value for value in values if value is not None]
+    return sum(known), len(known), len(values)
+
+
 JobState = Literal[
     "PENDING",
     "RUNNING",
@@ -182,11 +195,13 @@ class SlurmPartition(Model):
 
 
 class QueueCounts(Model):
-    pending: int = 0
-    running: int = 0
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
+    """Jobs per state; ``None`` for a count the source does not report (never 0 in its place)."""
+
+    pending: int | None = 0
+    running: int | None = 0
+    completed: int | None = 0
+    failed: int | None = 0
+    cancelled: int | None = 0
 
 
 class SchedulerHealth(Model):

@@ -19,6 +19,11 @@ fetched outside a tool or a diagnosis have no reader to tell.
 Write notes for the reader of the facts: name the value (wire name or fact), say what happened
 and, when useful, what stands in for it. Note again on every call that degrades (also when the
 facts come from a cache): each tool call has its own collector.
+
+A list the source knows to be incomplete (a backend that returns at most N events, oldest
+first) is also marked with ``note_incomplete(kind, why)``: whoever counts in that list asks
+``incomplete(kind)`` and writes the count as unknown, with the reason, instead of a count of
+what happened to arrive.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class SourceNotes:
         self.limit = limit
         self._lines: dict[str, None] = {}
         self.dropped = 0
+        #: kind of list -> why it is incomplete (``note_incomplete``)
+        self.incomplete: dict[str, str] = {}
 
     def add(self, text: str) -> None:
         line = neutralise_markup(text)  # notes quote what a backend sent: one line, no markup
@@ -80,6 +87,25 @@ def note(text: str) -> None:
     collector = _current.get()
     if collector is not None:
         collector.add(text)
+
+
+#: the kinds of list a source may mark incomplete
+ALERT_EVENTS = "alert events"
+
+
+def note_incomplete(kind: str, why: str, text: str) -> None:
+    """Mark the ``kind`` list just returned as incomplete (``why``: a short reason a count can
+    quote) and note ``text`` for the reader."""
+    collector = _current.get()
+    if collector is not None:
+        collector.incomplete[kind] = why
+        collector.add(text)
+
+
+def incomplete(kind: str) -> str | None:
+    """Why the ``kind`` list gathered in this context is incomplete, or ``None`` if it is not."""
+    collector = _current.get()
+    return None if collector is None else collector.incomplete.get(kind)
 
 
 @contextmanager

@@ -55,7 +55,7 @@ from gpudoc.tools.sources.http_errors import (
     parsed_json,
     transport_reason,
 )
-from gpudoc.tools.sources.notes import collecting_notes, note
+from gpudoc.tools.sources.notes import ALERT_EVENTS, collecting_notes, note, note_incomplete
 from gpudoc.tools.sources.watchdog_shapes import (
     AlertEventWire,
     AlertRuleWire,
@@ -157,9 +157,10 @@ class WatchdogSource(ClusterSource):
             "/api/alerts/events/history", Records[AlertEventWire], params={"limit": ALERT_EVENTS_CAP}
         )
         if len(events) + len(events.dropped) >= ALERT_EVENTS_CAP:
-            note(
+            note_incomplete(
+                ALERT_EVENTS, f"the backend returned only its oldest {ALERT_EVENTS_CAP} events",
                 f"alert history: the backend returns at most {ALERT_EVENTS_CAP} events, oldest first, "
-                "and returned that many: newer events, including ones firing now, may be missing"
+                "and returned that many: newer events, including ones firing now, may be missing",
             )
         mapped = sorted((event.to_model() for event in events), key=_newest_first, reverse=True)
         return mapped[: max(0, limit)]
@@ -168,7 +169,7 @@ class WatchdogSource(ClusterSource):
         state = await self._state()
         if state.slurm is None:
             return None
-        return mapping.slurm_snapshot(state.slurm, mapping.gpu_counts(state.nodes), state.last_updated)
+        return mapping.slurm_snapshot(state.slurm, state.last_updated)
 
     async def aclose(self) -> None:
         self._shared_state = None

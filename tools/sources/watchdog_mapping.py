@@ -20,7 +20,6 @@ decides what each wire value means. Three things need care because the real back
 from __future__ import annotations
 
 import re
-from collections import Counter
 from datetime import datetime
 
 from gpudoc.tools.models import (
@@ -100,12 +99,13 @@ def node_metrics(node: NodeWire, fallback_time: datetime) -> NodeMetrics:
 
 
 def gpu_metrics(node_id: str, gpu: GpuWire, stamp: datetime) -> GpuMetrics:
+    """One GPU; a reading the backend sent unreadable is ``None`` (the wire notes say which)."""
     if _no_readings(gpu):
-        note(f"{node_id} gpu-{gpu.gpu.strip()}: every reading is 0 (the collector's value for a series its "
-             "exporter did not write): no current readings, shown as stale")
+        note(f"{node_id} gpu-{gpu.gpu.strip()}: every reading is 0 or unreadable (0 is the collector's value "
+             "for a series its exporter did not write): no current readings, shown as stale")
         return GpuMetrics(
             node_id=node_id, index=int(gpu.gpu), model=model_name(gpu.gpu_name) or UNKNOWN_GPU_MODEL,
-            utilization_pct=0.0, memory_used_mib=0.0, memory_total_mib=0.0, temperature_c=0.0, power_w=0.0,
+            utilization_pct=None, memory_used_mib=None, memory_total_mib=None, temperature_c=None, power_w=None,
             stale=True, last_seen=None,
         )
     model = model_name(gpu.gpu_name)
@@ -134,15 +134,16 @@ def _no_readings(gpu: GpuWire) -> bool:
                     gpu.memory_total_mb))
 
 
-def _memory_total(gpu: GpuWire) -> float:
+def _memory_total(gpu: GpuWire) -> float | None:
     if gpu.memory_total_mb:
         return gpu.memory_total_mb
-    if gpu.memory_free_mb is not None:
+    if gpu.memory_free_mb is not None and gpu.memory_used_mb is not None:
         note("memoryTotalMB is 0 or absent on some GPUs (the exporter sends no DCGM_FI_DEV_FB_TOTAL); "
              "memory used + free stands in for the total")
         return gpu.memory_used_mb + gpu.memory_free_mb
-    note("GPU memory total unknown on some GPUs (no memoryTotalMB nor memoryFreeMB): memory percentages left out")
-    return 0.0
+    note("GPU memory total unknown on some GPUs (no usable memoryTotalMB, nor memoryUsedMB and memoryFreeMB): "
+         "memory percentages left out")
+    return None
 
 
 def _gpu_sort_key(gpu: str) -> tuple[int, str]:
@@ -184,7 +185,13 @@ def slurm_state(node: SlurmNodeWire) -> list[str]:
     return state + (["NOT_RESPONDING"] if raw.endswith("*") and "NOT_RESPONDING" not in state else [])
 
 
-def slurm_snapshot(slurm: SlurmWire, gpu_counts: dict[str, int], as_of: datetime) -> SlurmSnapshot:
+def slurm_snapshot(slurm: SlurmWire, as_of: datetime) -> SlurmSnapshot:
+    """Slurm's view as the backend's Slurm metrics carry it. They have no gres, so Slurm's GPU
+    counts are not known here: ``gpus_total`` stays ``None``. (Counting the GPUs telemetry shows
+    instead would make a node that lost a GPU, or a silent node, look configured that way.)"""
+    if slurm.nodes:
+        note("Slurm GPU counts (gres) are not reported by GPU Watchdog's Slurm metrics: GPUs per node "
+             "come from telemetry only, and a GPU Slurm no longer sees cannot be told from here")
     return SlurmSnapshot(
         nodes=[
             SlurmNode(
@@ -192,9 +199,8 @@ def slurm_snapshot(slurm: SlurmWire, gpu_counts: dict[str, int], as_of: datetime
                 state=slurm_state(node),
                 cpus_total=node.cpus_total,
                 cpus_alloc=node.cpus_alloc,
-                memory_total_mb=round(node.mem_total),
-                memory_alloc_mb=round(node.mem_alloc),
-                gpus_total=gpu_counts.get(node.node, 0),
+                memory_total_mb=None if node.mem_total is None else round(node.mem_total),
+                memory_alloc_mb=None if node.mem_alloc is None else round(node.mem_alloc),
             )
             for node in slurm.nodes or []
         ],
@@ -209,8 +215,8 @@ def _queue(slurm: SlurmWire) -> QueueCounts:
     counts = slurm.queue.model_dump() if slurm.queue is not None else {}
     missing = [name for name in QueueCounts.model_fields if counts.get(name) is None]
     if missing:
-        note(f"Slurm queue counts not reported by this backend: {', '.join(missing)}; 0 stands in for them")
-    return QueueCounts(**{name: value for name, value in counts.items() if value is not None})
+        note(f"Slurm queue counts not reported by this backend: {', '.join(missing)}; shown as unknown (null)")
+    return QueueCounts(**{name: counts.get(name) for name in QueueCounts.model_fields})
 
 
 def cluster_status(nodes: list[NodeMetrics], slurm: SlurmWire | None, last_updated: datetime) -> ClusterStatus:
@@ -236,8 +242,8 @@ def cluster_status(nodes: list[NodeMetrics], slurm: SlurmWire | None, last_updat
         gpu_count=len(gpus),
         avg_utilization_pct=_mean([g.utilization_pct for g in live]),
         avg_temperature_c=_mean([g.temperature_c for g in live]),
-        memory_used_gb=round(sum(g.memory_used_mib for g in live) / 1024, 1),
-        memory_total_gb=round(sum(g.memory_total_mib for g in live) / 1024, 1),
+        memory_used_gb=round(sum(g.memory_used_mib or 0.0 for g in live) / 1024, 1),
+        memory_total_gb=round(sum(g.memory_total_mib or 0.0 for g in live) / 1024, 1),
         slurm=None if slurm is None else _slurm_summary(slurm),
         last_updated=last_updated,
     )
@@ -255,18 +261,12 @@ def _slurm_summary(slurm: SlurmWire) -> SlurmSummary:
     )
 
 
-def _mean(values: list[float]) -> float:
-    return round(sum(values) / len(values), 1) if values else 0.0
+def _mean(values: list[float | None]) -> float:
+    """The mean of the readings there are (an unreadable one is left out, not read as 0)."""
+    known = [value for value in values if value is not None]
+    return round(sum(known) / len(known), 1) if known else 0.0
 
 
 def _names(names: list[str], shown: int = 6) -> str:
     text = ", ".join(names[:shown])
     return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
-
-
-def gpu_counts(nodes: list[NodeMetrics]) -> dict[str, int]:
-    """GPUs per node, by node id and by hostname (Slurm knows nodes by hostname)."""
-    counts: Counter[str] = Counter()
-    for node in nodes:
-        counts[node.node_id] = counts[node.hostname] = len(node.gpus)
-    return dict(counts)

@@ -11,8 +11,10 @@ check the simulator's responses and the recordings against one independent descr
 
 Reading is lenient (``sources.wire``), because one odd field must not cost the whole
 cluster: an optional field that is missing or unusable becomes ``None`` and is listed (``"slurm.
-queue not reported by this backend"``); a record without a required field (a GPU without its
-index or temperature, an event without its rule) is left out of its list, and listed.
+queue not reported by this backend"``); a record without what identifies it (a GPU without its
+index, a Slurm node without its name, an event without its rule) is left out of its list, and
+listed. Readings are optional, so one unreadable value (``"utilization": "N/A"``) costs that
+value, not the GPU or the Slurm node.
 """
 
 from __future__ import annotations
@@ -86,16 +88,17 @@ class GpuWire(WireModel):
     """
 
     record_key: ClassVar[str | None] = "gpu"
+    null_is_unusable: ClassVar[bool] = True
 
     gpu: str = Field(description='the GPU index as a string, "0"')
     gpu_name: str | None = Field(None, description="spaces written as underscores by the exporter")
-    utilization: float
+    utilization: float | None = None
     memory_utilization: float | None = None
-    memory_used_mb: float = Field(alias="memoryUsedMB")
+    memory_used_mb: float | None = Field(None, alias="memoryUsedMB")
     memory_free_mb: float | None = Field(None, alias="memoryFreeMB")
     memory_total_mb: float | None = Field(None, alias="memoryTotalMB")
-    temperature_c: float = Field(alias="temperatureC")
-    power_usage_w: float = Field(alias="powerUsageW")
+    temperature_c: float | None = Field(None, alias="temperatureC")
+    power_usage_w: float | None = Field(None, alias="powerUsageW")
     sm_clock_mhz: float | None = Field(None, alias="smClockMHz")
     mem_clock_mhz: float | None = Field(None, alias="memClockMHz")
 
@@ -118,17 +121,20 @@ class SlurmNodeWire(WireModel):
     ``drained``, ``down*``), which the backend passes through."""
 
     record_key: ClassVar[str | None] = "node"
+    null_is_unusable: ClassVar[bool] = True
 
     node: str
     status: str | None = None
-    cpus_alloc: int
+    cpus_alloc: int | None = None
     cpus_idle: int | None = None
-    cpus_total: int
-    mem_alloc: float = Field(description="MB")
-    mem_total: float = Field(description="MB")
+    cpus_total: int | None = None
+    mem_alloc: float | None = Field(None, description="MB")
+    mem_total: float | None = Field(None, description="MB")
 
 
 class SlurmQueueWire(WireModel):
+    null_is_unusable: ClassVar[bool] = True
+
     pending: int | None = None
     running: int | None = None
     completed: int | None = None

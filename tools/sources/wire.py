@@ -122,6 +122,10 @@ class LenientModel(BaseModel):
 
     #: the field whose value names a record in notes (``nodes[node-2]`` rather than ``nodes[2]``)
     record_key: ClassVar[str | None] = None
+    #: whether a ``null`` sent for an optional field is listed like an unusable value: true for
+    #: readings, where null is a value the backend could not make; false where null has a
+    #: meaning of its own (an alert not yet resolved, no Slurm)
+    null_is_unusable: ClassVar[bool] = False
 
     _issues: list[tuple[str, str]] = PrivateAttr(default_factory=list)
 
@@ -137,11 +141,14 @@ class LenientModel(BaseModel):
             for error in exc.errors():
                 loc = error["loc"]
                 if loc and isinstance(loc[0], str) and error["type"] != "missing" and loc[0] not in unusable:
-                    unusable[loc[0]] = describe_errors(exc, only=loc[0])
+                    unusable[loc[0]] = f"{describe_errors(exc, only=loc[0])}; received {received(data.get(loc[0]))}"
             required = {field.alias or name for name, field in cls.model_fields.items() if field.is_required()}
             if not unusable or required & unusable.keys():
                 raise
             model = handler({key: value for key, value in data.items() if key not in unusable})
+        if cls.null_is_unusable:
+            unusable.update({wire: "received null" for wire, name in _optional_fields(cls)
+                             if data.get(wire, data.get(name, 0)) is None and wire not in unusable})
         issues = [(key, f"unusable ({why}); left out") for key, why in unusable.items()]
         issues.extend((wire, "not reported by this backend")
                       for wire, name in _optional_fields(cls) if wire not in data and name not in data)
@@ -150,6 +157,16 @@ class LenientModel(BaseModel):
 
     def to_wire(self, *, exclude: set[str] | None = None) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude=exclude)
+
+
+#: the most characters of a received value quoted in a note
+RECEIVED_MAX_CHARS = 40
+
+
+def received(value: object) -> str:
+    """A received value as a note quotes it: JSON-like, short (it is the backend's text)."""
+    text = "null" if value is None else repr(value)
+    return text if len(text) <= RECEIVED_MAX_CHARS else text[: RECEIVED_MAX_CHARS - 1] + "…"
 
 
 _OPTIONAL_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}

@@ -142,6 +142,6 @@ def with_silent_nodes(nodes: list[NodeMetrics], slurm_nodes: list[SlurmNode], as
     silent = [
         NodeMetrics(node_id=s.name, hostname=s.hostname or s.name, timestamp=as_of, reachable=False)
         for s in slurm_nodes
-        if s.gpus_total > 0 and not slurm_name_matches(s, names, unique)
+        if s.gpus_total != 0 and not slurm_name_matches(s, names, unique)  # None: may have GPUs
     ]
     return nodes + silent

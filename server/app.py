@@ -177,7 +177,8 @@ def create_app(
             runtime.source = cluster
             runtime.store = store
             runtime.turns = TurnService(agent, metrics, enable_thinking=config.llm_enable_thinking,
-                                        turn_timeout_s=config.turn_timeout_s, shared_locks=store.shared_locks)
+                                        turn_timeout_s=config.turn_timeout_s, shared_locks=store.shared_locks,
+                                        store_reachable=store.check_reachable)
             log.info(
                 "gpudoc server ready",
                 extra={"source": cluster.name, "llm_base_url": config.llm_base_url, "model": config.llm_model,

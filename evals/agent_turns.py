@@ -27,7 +27,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from gpudoc.config import Settings
 from gpudoc.graph.agent import build_agent
 from gpudoc.graph.contracts import ToolCallRecord
-from gpudoc.graph.llm import build_chat_model, content_text, llm_available
+from gpudoc.graph.llm import LlmProbe, build_chat_model, content_text, llm_available
 from gpudoc.graph.runner import run_turn
 from gpudoc.tools.sources.base import ClusterSource
 
@@ -124,10 +124,9 @@ class AgentConversation:
         )
 
 
-async def probe_model(settings: Settings) -> tuple[str | None, str | None]:
-    """(the model the endpoint serves, or None; the problem, or None)."""
-    probe = await llm_available(settings)
-    return (probe.model if probe.available else None), probe.error
+async def probe_model(settings: Settings) -> LlmProbe:
+    """Whether the endpoint serves the model, which, and whether the server says it is a test double."""
+    return await llm_available(settings)
 
 
 async def complete(settings: Settings, system: str, prompt: str) -> str:

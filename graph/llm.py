@@ -208,15 +208,37 @@ def build_chat_model(settings: Settings, *, enable_thinking: bool | None = None)
     )
 
 
+#: ``owned_by`` of a model card served by a test double (the stub vLLM server of ``tests/doubles``)
+TEST_DOUBLE_OWNER = "gpudoc-test-double"
+#: response header in which a test double names itself (``stub vLLM, keyword policy``)
+TEST_DOUBLE_HEADER = "X-Gpudoc-Test-Double"
+#: what a server that marks its model card but gives no name is called
+UNNAMED_TEST_DOUBLE = "an OpenAI-compatible test double"
+
+
 class LlmProbe(NamedTuple):
     """Whether the LLM endpoint answers, as ``GET /api/agent/health`` and ``/readyz`` report it.
 
-    A named tuple so callers may unpack ``available, model, error`` or read the attributes.
+    A named tuple so callers may unpack ``available, model, error, test_double`` or read the
+    attributes. ``test_double`` is the name a server gives itself when it says it is a test
+    double rather than a model (``TEST_DOUBLE_OWNER``, ``TEST_DOUBLE_HEADER``): an evaluation
+    against it must not be recorded as the model it imitates.
     """
 
     available: bool
     model: str | None = None
     error: str | None = None
+    test_double: str | None = None
+
+
+def announced_test_double(response: httpx.Response, card: Mapping[str, Any] | None) -> str | None:
+    """The name a server answering ``/models`` gives itself as a test double, or ``None`` for a model server."""
+    name = " ".join(response.headers.get(TEST_DOUBLE_HEADER, "").split())[:120]
+    if name:
+        return name
+    if card is not None and card.get("owned_by") == TEST_DOUBLE_OWNER:
+        return UNNAMED_TEST_DOUBLE
+    return None
 
 
 async def llm_available(settings: Settings, *, timeout_s: float = 3.0) -> LlmProbe:
@@ -236,11 +258,13 @@ async def llm_available(settings: Settings, *, timeout_s: float = 3.0) -> LlmPro
     if response.status_code != 200:
         return LlmProbe(available=False, error=f"LLM endpoint {url} answered HTTP {response.status_code}.")
     try:
-        served = [item["id"] for item in response.json().get("data", [])]
+        cards = {item["id"]: item for item in response.json().get("data", [])}
     except (ValueError, KeyError, TypeError, AttributeError):
         return LlmProbe(available=False, error=f"LLM endpoint {url} did not answer with an OpenAI model list.")
+    served = list(cards)
     if settings.llm_model in served:
-        return LlmProbe(available=True, model=settings.llm_model)
+        return LlmProbe(available=True, model=settings.llm_model,
+                        test_double=announced_test_double(response, cards[settings.llm_model]))
     if not served:
         return LlmProbe(available=False, error=f"LLM endpoint {url} serves no model.")
     return LlmProbe(available=False, model=served[0],

@@ -70,6 +70,11 @@ async def hold_advisory_lock(connection: psycopg.AsyncConnection, key: int) -> A
         await connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
+def _outcome_seen(done: asyncio.Future[object]) -> None:
+    if not done.cancelled():
+        done.exception()
+
+
 class _Queue:
     """This process's turns of one thread: one holds the lock, the others wait here."""
 
@@ -93,8 +98,8 @@ class PostgresThreadLocks:
         self._queues: dict[int, _Queue] = {}
         self._closed = False
 
-    async def _execute(self, sql: str, key: int) -> tuple[bool, int]:
-        """Run ``sql`` with ``key`` on the lock session, reconnecting once if it was lost; (result, session)."""
+    async def _execute(self, sql: str, *params: int) -> tuple[bool, int]:
+        """Run ``sql`` with ``params`` on the lock session, reconnecting once if it was lost; (result, session)."""
         async with self._io:
             for attempt in (1, 2):
                 if self._closed:
@@ -103,7 +108,7 @@ class PostgresThreadLocks:
                     self._connection = await self._connect()
                     self._generation += 1
                 try:
-                    cursor = await self._connection.execute(sql, (key,))
+                    cursor = await self._connection.execute(sql, params)
                     row = await cursor.fetchone()
                     return bool(row and row[0]), self._generation
                 except psycopg.OperationalError:
@@ -113,6 +118,18 @@ class PostgresThreadLocks:
                     await self._connection.close()
                     self._connection = None
         raise AssertionError("unreachable")
+
+    async def ping(self) -> None:
+        """One round trip on the lock session (reconnecting if it was lost): is the database there?
+
+        Why here: this session is the one connection a process always keeps to the database, so
+        asking it costs no pool connection and never waits for a free one behind busy turns. The
+        statement is never cancelled half-way (a caller bounding the wait leaves it to finish),
+        which would leave the session that holds every lock of this process in doubt.
+        """
+        statement = asyncio.ensure_future(self._execute("SELECT true"))
+        statement.add_done_callback(_outcome_seen)  # its error, once no caller waits any more, is no news
+        await asyncio.shield(statement)
 
     async def acquire(self, thread_id: str) -> Release:
         key = thread_key(thread_id)

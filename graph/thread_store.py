@@ -3,11 +3,13 @@
 Why one opener for both: the server, ``gpudoc chat`` and ``gpudoc serve``'s start-up checks all
 need "the thread store the settings name", with its checkpointer for the graph, its lock for
 turns of one thread (``graph/pg_locks.py`` with PostgreSQL; nothing to share with SQLite, which
-one process owns) and, for ``/readyz``, what to say when a database server fails.
+one process owns) and, for ``/readyz`` and turns, whether a database server answers and what to
+say when it fails.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,6 +18,11 @@ from typing import Any, Protocol
 from gpudoc.config import Settings
 from gpudoc.graph.checkpoint import ThreadStoreError, open_checkpointer
 from gpudoc.graph.pg_locks import PostgresThreadLocks, Release
+
+#: how long a database server may take to answer before a turn or a readiness check calls it
+#: unreachable: far below the pool's wait for a free connection (``db_timeout_s``), which is sized
+#: for a busy server, not for one that is gone
+REACH_TIMEOUT_S = 3.0
 
 
 class SharedThreadLocks(Protocol):
@@ -45,6 +52,9 @@ class ThreadStore:
     shared_locks: SharedThreadLocks = field(default_factory=NoSharedThreadLocks)
     #: why the store failed, in words naming it and the setting to check (database servers)
     explain_failure: Callable[[BaseException], Awaitable[str]] | None = None
+    #: raises ``ThreadStoreError`` naming the database when it does not answer within
+    #: ``REACH_TIMEOUT_S`` (database servers; a local file has nothing to reach)
+    check_reachable: Callable[[], Awaitable[None]] | None = None
 
 
 @asynccontextmanager
@@ -58,6 +68,8 @@ async def open_thread_store(settings: Settings) -> AsyncIterator[ThreadStore]:
             yield ThreadStore(checkpointer=saver, description=f"SQLite file {settings.db_path}", shared=False)
         return
 
+    import psycopg
+
     from gpudoc.graph.checkpoint_postgres import (
         connect,
         connection_problem,
@@ -70,7 +82,7 @@ async def open_thread_store(settings: Settings) -> AsyncIterator[ThreadStore]:
     async def explain(error: BaseException) -> str:
         """Why the pool failed, as a fresh connection sees it (a pool timeout alone says nothing)."""
         try:
-            connection = await connect(url, timeout_s=min(timeout_s, 3.0))
+            connection = await connect(url, timeout_s=min(timeout_s, REACH_TIMEOUT_S))
         except ThreadStoreError as exc:
             return str(exc)
         await connection.close()
@@ -81,5 +93,18 @@ async def open_thread_store(settings: Settings) -> AsyncIterator[ThreadStore]:
             open_postgres_checkpointer(url, pool_size=settings.db_pool_size, timeout_s=timeout_s))
         locks = PostgresThreadLocks(lambda: connect(url, timeout_s=timeout_s))
         stack.push_async_callback(locks.aclose)
+        bound_s = min(timeout_s, REACH_TIMEOUT_S)
+
+        async def reachable() -> None:
+            """A round trip on the lock session within ``bound_s``, or why not, naming the database."""
+            try:
+                await asyncio.wait_for(locks.ping(), bound_s)
+            except ThreadStoreError:
+                raise
+            except TimeoutError as exc:
+                raise ThreadStoreError(connection_problem(url, TimeoutError(f"no answer within {bound_s:g} s"))) from exc
+            except (psycopg.Error, OSError) as exc:
+                raise ThreadStoreError(connection_problem(url, exc)) from exc
+
         yield ThreadStore(checkpointer=saver, description=f"PostgreSQL {describe_url(url)}", shared=True,
-                          shared_locks=locks, explain_failure=explain)
+                          shared_locks=locks, explain_failure=explain, check_reachable=reachable)

@@ -24,6 +24,23 @@ from gpudoc.server.turns import ThreadConflictError, TurnService
 THREAD_HEADER = "x-thread-id"
 #: the LangServe routes that run turns (``/agent/<route>`` and ``/agent/c/<config>/<route>``)
 TURN_ROUTES = frozenset({"invoke", "batch", "stream", "stream_log", "stream_events"})
+#: the ``astream_events`` schema ``/agent/stream_events`` sends (LangServe serves one, v1 or v2,
+#: chosen by the server in ``add_routes``; its own client sends no version)
+STREAM_EVENTS_VERSION = "v2"
+
+
+def stream_events_version_problem(body: Any) -> dict[str, Any] | None:
+    """A ``version`` asked of ``stream_events`` that this server does not send, as a validation error.
+
+    Why checked: LangServe ignores the field, so a client asking for another schema would be
+    answered in v2 without a word and misread every event.
+    """
+    if not isinstance(body, dict) or body.get("version") in (None, STREAM_EVENTS_VERSION):
+        return None
+    return {"loc": ["body", "version"], "type": "literal_error",
+            "msg": f"version {body['version']!r} is not served: this server streams astream_events version "
+                   f"{STREAM_EVENTS_VERSION!r} (LangServe streams one version, 'v1' or 'v2', chosen by the "
+                   f"server); send version {STREAM_EVENTS_VERSION!r} or leave it out"}
 
 
 def _inputs(body: Any, route: str) -> list[Any]:
@@ -74,6 +91,8 @@ def agent_request_checks(settings: ServerSettings, turns: Callable[[], TurnServi
             body = await request.json()
         except ValueError:
             return  # the guard in front refuses bodies that are not JSON; nothing to check here
+        if route == "stream_events" and (problem := stream_events_version_problem(body)):
+            raise RequestValidationError([problem])
         if route == "batch" and isinstance(body, dict) and isinstance(body.get("inputs"), list):
             if len(body["inputs"]) > settings.max_batch_inputs:
                 raise RequestValidationError([{

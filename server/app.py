@@ -38,7 +38,7 @@ from gpudoc.server.metrics import LlmMetricsCallback, ServerMetrics
 from gpudoc.server.observability import ObservabilityMiddleware
 from gpudoc.server.ops import ops_router
 from gpudoc.server.original_api import install_validation_handler, original_api_router, turn_failure_response
-from gpudoc.server.agent_requests import THREAD_HEADER, agent_request_checks
+from gpudoc.server.agent_requests import STREAM_EVENTS_VERSION, THREAD_HEADER, agent_request_checks
 from gpudoc.server.langserve_compat import fresh_sse_shutdown_event
 from gpudoc.server.runnable import AgentRunnable
 from gpudoc.server.settings import ServerSettings
@@ -177,7 +177,8 @@ def create_app(
             runtime.source = cluster
             runtime.store = store
             runtime.turns = TurnService(agent, metrics, enable_thinking=config.llm_enable_thinking,
-                                        turn_timeout_s=config.turn_timeout_s, shared_locks=store.shared_locks)
+                                        turn_timeout_s=config.turn_timeout_s, shared_locks=store.shared_locks,
+                                        store_reachable=store.check_reachable)
             log.info(
                 "gpudoc server ready",
                 extra={"source": cluster.name, "llm_base_url": config.llm_base_url, "model": config.llm_model,
@@ -222,6 +223,7 @@ def create_app(
         path="/agent",
         dependencies=[Depends(agent_request_checks(config, runtime.require_turns))],
         playground_type="chat",
+        astream_events_version=STREAM_EVENTS_VERSION,
         per_req_config_modifier=thread_config_modifier,
         enable_feedback_endpoint=False,
         enable_public_trace_link_endpoint=False,

@@ -75,6 +75,24 @@ def json_body_problem(body: bytes) -> str | None:
     return None
 
 
+def content_type_problem(value: bytes | None) -> str | None:
+    """Why a body declared with ``value`` as its Content-Type is not read as JSON, or None.
+
+    Why refused rather than read anyway: the original GPU Watchdog backend (Express,
+    ``express.json()``) parses only JSON media types and ignores any other body, so its clients
+    already send ``application/json``; a body sent as ``text/plain`` is a client mistake, and
+    saying so beats FastAPI's "Input should be a valid dictionary". No Content-Type at all is
+    read as JSON, as FastAPI does.
+    """
+    if value is None:
+        return None
+    media = value.decode("latin-1").split(";", 1)[0].strip().lower()
+    if not media or media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return None
+    return (f"the body was sent as {media}, and this API reads JSON only: send a JSON object such as "
+            '{"message": "Is node-0 running hot?"} with Content-Type: application/json')
+
+
 def _bearer(headers: dict[bytes, bytes]) -> str | None:
     value = headers.get(b"authorization", b"").decode("latin-1").strip()
     scheme, _, credentials = value.partition(" ")
@@ -152,9 +170,14 @@ class GuardMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        problem = json_body_problem(body) if needs_json(scope.get("path", "")) else None
+        path = scope.get("path", "")
+        problem = None
+        if path.startswith(ORIGINAL_API_PREFIX):  # LangServe reads JSON whatever the type (curl -d sends a form type)
+            problem = content_type_problem(headers.get(b"content-type"))
+        if problem is None and needs_json(path):
+            problem = json_body_problem(body)
         if problem:
-            await self._malformed(send, scope.get("path", ""), problem)
+            await self._malformed(send, path, problem)
             return
         await self.app(scope, replaying(body, receive), send)
 

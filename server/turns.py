@@ -28,7 +28,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -57,6 +57,11 @@ log = logging.getLogger("gpudoc.server.turns")
 
 #: how the error of a turn the store could not keep begins, on every route
 NOT_SAVED_PREFIX = "The turn was not saved: "
+
+
+def not_run(problem: ThreadStoreError) -> ErrorEvent:
+    """The error of a turn refused before it ran because its store is unreachable."""
+    return ErrorEvent(kind="store", message=f"{NOT_SAVED_PREFIX}{problem} Nothing of this turn ran; check /readyz.")
 
 
 class TurnFailedError(RuntimeError):
@@ -147,7 +152,8 @@ class TurnService:
 
     def __init__(self, agent: Any, metrics: ServerMetrics, *, enable_thinking: bool,
                  turn_timeout_s: float | None = None, known_tools: Iterable[str] = TOOL_NAMES,
-                 shared_locks: SharedThreadLocks | None = None) -> None:
+                 shared_locks: SharedThreadLocks | None = None,
+                 store_reachable: Callable[[], Awaitable[None]] | None = None) -> None:
         self.agent = agent
         self.metrics = metrics
         self.enable_thinking = enable_thinking
@@ -155,6 +161,8 @@ class TurnService:
         self.known_tools = frozenset(known_tools)
         self.threads = ThreadLocks()  # this process's turns, in arrival order
         self.shared_locks: SharedThreadLocks = shared_locks or NoSharedThreadLocks()  # every process's
+        #: a database server's quick answer (``ThreadStore.check_reachable``); None for a local file
+        self.store_reachable = store_reachable
         self._background: set[asyncio.Task[None]] = set()
 
     async def stream(
@@ -171,6 +179,10 @@ class TurnService:
         """
         history = conversation_of(history)
         if thread_id is None:
+            if (down := await self._store_down()) is not None:
+                self._observe(down)
+                yield down
+                return
             turn = self._stream(question, new_thread_id(), history=history, private=True,
                                 enable_thinking=enable_thinking)
             async with aclosing(turn):
@@ -183,8 +195,7 @@ class TurnService:
             try:
                 release = await self.shared_locks.acquire(thread_id)  # turns of other workers and hosts
             except ThreadStoreError as problem:  # the database holding the lock is unreachable
-                failed = ErrorEvent(kind="store", message=(
-                    f"{NOT_SAVED_PREFIX}{problem} Nothing of this turn ran; check /readyz."))
+                failed = not_run(problem)
                 self._observe(failed)
                 yield failed
                 return
@@ -210,6 +221,7 @@ class TurnService:
         started = time.perf_counter()
         first_token_seen = False
         finished = False
+        store_failed = False
         try:
             while (event := await events.get()) is not None:
                 if isinstance(event, TokenEvent) and not first_token_seen:
@@ -217,6 +229,7 @@ class TurnService:
                     self.metrics.first_token_latency.observe(time.perf_counter() - started)
                 if isinstance(event, ErrorEvent):
                     event = await self._explained(event)
+                    store_failed = event.kind == "store"
                 self._observe(event)
                 if isinstance(event, (DoneEvent, ErrorEvent)):
                     finished = True
@@ -237,8 +250,9 @@ class TurnService:
             finally:
                 if private:
                     # A private thread goes once its turn has completely wound down, never while
-                    # the turn's own clean-up may still write to it.
-                    if producer.done():
+                    # the turn's own clean-up may still write to it; after a store failure, in the
+                    # background: deleting waits for the same store, and the answer must not.
+                    if producer.done() and not store_failed:
                         await asyncio.shield(self._forget(thread))
                     else:
                         producer.add_done_callback(lambda _task: self._forget_later(thread))
@@ -256,6 +270,22 @@ class TurnService:
         finally:
             events.put_nowait(None)
 
+    async def _store_down(self) -> ErrorEvent | None:
+        """Why a turn must not start: a database server that does not answer at once.
+
+        Why before the turn: a turn on a store that is gone would run its model calls and then
+        wait for the connection pool (``db_timeout_s``) once per read, write and clean-up before
+        saying it was not saved; the operator waits for nothing. The turns of a thread learn the
+        same from their lock (``graph/pg_locks.py``); a private thread takes none, so it asks.
+        """
+        if self.store_reachable is None:
+            return None
+        try:
+            await self.store_reachable()
+        except ThreadStoreError as problem:
+            return not_run(problem)
+        return None
+
     async def _explained(self, event: ErrorEvent) -> ErrorEvent:
         """A failed turn whose store cannot be written says so: nothing of it was kept."""
         if event.kind == "store":
@@ -264,10 +294,12 @@ class TurnService:
         if checkpointer is None:
             return event
         try:
+            if self.store_reachable is not None:  # a database server that is gone: no pool wait to learn it
+                await self.store_reachable()
             await probe_store(checkpointer)
         except ThreadStoreError as problem:
             return ErrorEvent(kind="store", message=(
-                f"{NOT_SAVED_PREFIX}{problem}. Nothing of this turn is kept in the conversation; check the "
+                f"{NOT_SAVED_PREFIX}{str(problem).rstrip('.')}. Nothing of this turn is kept in the conversation; check the "
                 "conversation store (GPUDOC_DB_PATH: disk space, permissions, integrity; GPUDOC_DB_URL: the "
                 "database server) and /readyz."))
         return event

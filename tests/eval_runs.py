@@ -41,5 +41,5 @@ def stub_model(policy: Policy, name: str) -> Iterator[list[str]]:
     """The stub vLLM server running ``policy`` under a model name that says it is a test double;
     yields the ``gpudoc eval`` options that point a live run at it."""
     model = f"stub-vllm-test-double/{name}"
-    with StubVllmServer(policy=policy, model=model) as url:
+    with StubVllmServer(policy=policy, model=model, identity=f"stub vLLM, {name} policy") as url:
         yield ["--live", "--llm-base-url", url, "--model", model]

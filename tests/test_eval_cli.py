@@ -176,3 +176,15 @@ def test_live_cases_can_run_in_parallel_with_the_same_scores(capsys, tmp_path):
     parallel = run_eval(capsys, tmp_path, "--live", "--stub", "--tag", "nonexistent", "--concurrency", "4")
     assert [c["id"] for c in parallel.result["cases"]] == [c["id"] for c in serial.result["cases"]]
     assert [c["scores"] for c in parallel.result["cases"]] == [c["scores"] for c in serial.result["cases"]]
+
+
+def test_a_live_run_against_a_stub_started_by_hand_is_recorded_as_a_test_double(capsys, tmp_path):
+    report = tmp_path / "report.html"
+    with StubVllmServer() as url:  # serves the Nemotron model id gpudoc asks for, as a hand-started stub does
+        call = run_eval(capsys, tmp_path, "--live", "--llm-base-url", url, "--case", "healthy-overview",
+                        "--report", str(report))
+    run = call.result["run"]
+    assert run["test_double"] is True
+    assert run["model"] == "stub vLLM, keyword policy (test double)" and "Nemotron" not in run["model"]
+    assert run["answers_from"] == f"stub vLLM, keyword policy at {url} (a test double, not a model)"
+    assert "Answers from a test double, not a model" in report.read_text()

@@ -52,7 +52,9 @@ def test_replay_of_the_committed_recording_passes_at_least_90_percent(capsys, tm
 def test_a_correct_policy_scores_at_least_90_percent_live(capsys, tmp_path: Path) -> None:
     with stub_model(reference_policy, "reference") as live:
         call = run_eval(capsys, tmp_path, *live)
-    assert call.result["run"]["mode"] == "live" and call.result["run"]["model"] == "stub-vllm-test-double/reference"
+    run = call.result["run"]
+    assert run["mode"] == "live" and run["model"] == "stub vLLM, reference policy (test double)"
+    assert run["test_double"] is True
     assert call.result["summary"]["pass_rate"] >= 0.9, call.out[-3000:]
     assert call.code == 0
 

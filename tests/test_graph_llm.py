@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from langchain_core.tools import tool
 
 from gpudoc.config import Settings
 from gpudoc.graph.agent import build_agent
 from gpudoc.graph.contracts import DoneEvent, ReasoningEvent, TokenEvent
-from gpudoc.graph.llm import build_chat_model, llm_available
+from gpudoc.graph.llm import (
+    TEST_DOUBLE_HEADER,
+    TEST_DOUBLE_OWNER,
+    UNNAMED_TEST_DOUBLE,
+    announced_test_double,
+    build_chat_model,
+    llm_available,
+)
 from gpudoc.graph.runner import stream_turn
 from gpudoc.tools.sim.source import SimSource
 from tests.doubles.stub_vllm import StubVllmServer
@@ -87,5 +95,22 @@ async def test_probe_reports_up_down_and_a_wrong_model_name():
     down = await llm_available(settings_for(url), timeout_s=1.0)  # the server is gone now
     assert up.available and up.model == "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16" and up.error is None
     assert not wrong.available and "other/model" in wrong.error and wrong.model
-    available, model, error = down
-    assert not available and model is None and "unreachable" in error
+    available, model, error, test_double = down
+    assert not available and model is None and "unreachable" in error and test_double is None
+
+
+def test_a_server_is_a_test_double_only_when_it_says_so():
+    card = {"id": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "object": "model", "owned_by": "vllm"}
+    models = httpx.Response(200, json={"object": "list", "data": [card]})
+    assert announced_test_double(models, card) is None  # vLLM's own card: a model
+    marked = {**card, "owned_by": TEST_DOUBLE_OWNER}
+    assert announced_test_double(models, marked) == UNNAMED_TEST_DOUBLE
+    named = httpx.Response(200, headers={TEST_DOUBLE_HEADER: "stub vLLM,   keyword\tpolicy"}, json={})
+    assert announced_test_double(named, card) == "stub vLLM, keyword policy"
+
+
+async def test_the_stub_vllm_server_says_it_is_a_test_double_and_serves_the_model_asked_for():
+    with StubVllmServer() as url:
+        probe = await llm_available(settings_for(url))
+    assert probe.available and probe.model == "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
+    assert probe.test_double == "stub vLLM, keyword policy"

@@ -26,7 +26,7 @@ from gpudoc.server.app import create_app
 from gpudoc.server.settings import ServerSettings
 from gpudoc.server.turns import valid_thread_id
 from gpudoc.tools.sim.source import SimSource
-from tests.doubles.stub_vllm import STUB_MODEL, StubVllmServer
+from tests.doubles.stub_vllm import STUB_MODEL, StubVllmServer, keyword_policy
 from tests.services import free_port
 
 
@@ -260,3 +260,57 @@ async def test_a_turn_on_a_thread_with_the_database_down_fails_visibly_and_names
     assert "The turn was not saved" in invoked.text and "postgresql://postgres@127.0.0.1" in invoked.text
     assert streamed.status_code == 200 and '"kind":"store"' in streamed.text.replace(" ", "")
     assert again.status_code == 200  # the database is back: so are the turns
+
+
+async def test_turns_without_a_thread_are_refused_at_once_when_the_database_is_down(
+    db_url: str, postgres_server: Any
+) -> None:
+    # A pool wait of a minute: an answer before it elapses cannot have come from a pool timeout.
+    patient = 60.0
+    chat = {"message": "Is node-2 running hot?"}
+    body = {"input": {"messages": [{"type": "human", "content": "Is node-2 running hot?"}]}}
+    stub = StubVllmServer()
+    with stub as llm_url:
+        settings = server_settings(db_url, llm_url).model_copy(update={"db_timeout_s": patient})
+        async with worker(settings) as client:
+            postgres_server.stop()
+            try:
+                chatted, invoked, streamed = await asyncio.wait_for(asyncio.gather(
+                    client.post("/api/agent/chat", json=chat),
+                    client.post("/agent/invoke", json=body),
+                    client.post("/agent/stream", json=body),
+                ), timeout=patient)
+            finally:
+                postgres_server.start()
+            asked_while_down = len(stub.requests)
+            again = await client.post("/api/agent/chat", json=chat)
+    database = "postgresql://postgres@127.0.0.1"
+    assert chatted.status_code == 503 and invoked.status_code == 503
+    for answer in (chatted.text, invoked.text, streamed.text):
+        assert "The turn was not saved" in answer and database in answer and "Nothing of this turn ran" in answer
+    assert '"kind":"store"' in streamed.text.replace(" ", "")
+    assert asked_while_down == 0  # the model was never asked: no turn ran
+    assert again.status_code == 200  # the database is back: so are the turns
+
+
+async def test_a_database_lost_during_a_turn_is_named_and_its_clean_up_does_not_hold_the_answer(
+    db_url: str, postgres_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def database_goes_down(body: dict[str, Any]) -> Any:
+        if postgres_server.process is not None:
+            postgres_server.stop()  # after the turn read its thread, before it writes it
+        return keyword_policy(body)
+
+    with StubVllmServer(policy=database_goes_down) as llm_url:
+        settings = server_settings(db_url, llm_url).model_copy(update={"db_timeout_s": 5.0})
+        async with worker(settings) as client:
+            try:
+                chatted = await client.post("/api/agent/chat", json={"message": "Is node-2 running hot?"})
+                cleaned_up_before_the_answer = "a private thread could not be deleted" in caplog.text
+            finally:
+                postgres_server.start()
+    assert chatted.status_code == 503
+    assert "The turn was not saved" in chatted.text and "postgresql://postgres@127.0.0.1" in chatted.text
+    assert "PostgreSQL is running" in chatted.text
+    # deleting the private thread waits for the same pool: it goes on after the answer
+    assert not cleaned_up_before_the_answer

@@ -97,6 +97,36 @@ async def test_original_chat_rejects_a_body_that_is_not_json(tmp_path: Path, stu
     assert stub.requests == []
 
 
+async def test_original_chat_names_a_content_type_that_is_not_json(tmp_path: Path, stub: StubVllmServer) -> None:
+    async with serving(settings_for(tmp_path, stub.url)) as client:
+        response = await client.post("/api/agent/chat", content=b'{"message": "hi"}',
+                                     headers={"content-type": "text/plain; charset=utf-8"})
+        typed = await client.post("/api/agent/chat", content=b'{"message": ""}',
+                                  headers={"content-type": "application/json; charset=utf-8"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "Invalid request"
+    assert "sent as text/plain" in body["message"] and "Content-Type: application/json" in body["message"]
+    assert '"message"' in body["details"][0]
+    assert typed.status_code == 400 and "message is empty" in typed.text  # JSON with parameters is read as JSON
+    assert stub.requests == []
+
+
+async def test_stream_events_refuses_an_events_version_it_does_not_send(tmp_path: Path, stub: StubVllmServer) -> None:
+    body = {"input": {"messages": [human("Is node-2 running hot?")]}}
+    async with serving(settings_for(tmp_path, stub.url)) as client:
+        refused = [await client.post("/agent/stream_events", json={**body, "version": version})
+                   for version in ("v9", "v1", 2)]
+        asked_before = len(stub.requests)
+        served = await client.post("/agent/stream_events", json={**body, "version": "v2"})
+    for response in refused:
+        assert response.status_code == 422
+        assert "this server streams astream_events version 'v2'" in response.text and "'v1' or 'v2'" in response.text
+    assert "version 'v9' is not served" in refused[0].text
+    assert served.status_code == 200 and "event: end" in served.text
+    assert asked_before == 0 and stub.requests  # only the turn asking for v2 reached the model
+
+
 def test_serve_refuses_an_unusable_thread_database_before_listening(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

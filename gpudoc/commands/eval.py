@@ -137,7 +137,7 @@ def _stub_server(policy_name: str) -> Any:
     from tests.doubles.stub_vllm import StubVllmServer
 
     try:
-        return StubVllmServer(policy=policy_named(policy_name))
+        return StubVllmServer(policy=policy_named(policy_name), identity=f"stub vLLM, {policy_name} policy")
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
@@ -160,31 +160,44 @@ def _slug(text: str) -> str:
 
 
 @contextlib.contextmanager
-def _endpoint(args: argparse.Namespace) -> Iterator[tuple[str | None, str | None]]:
-    """(base URL, who answers if it is a test double) for a live run."""
+def _endpoint(args: argparse.Namespace) -> Iterator[str | None]:
+    """The base URL of a live run: ``--stub``'s own stub vLLM server, or the one configured."""
     if args.stub:
         server = _stub_server(args.stub)
         with server as url:
-            yield url, f"the stub vLLM server running the {args.stub} policy (a test double, not a model)"
+            yield url
     else:
-        yield getattr(args, "llm_base_url", None), None
+        yield getattr(args, "llm_base_url", None)
+
+
+def _who_answers(served: str, double: str | None, base_url: str, *, own_stub: bool) -> tuple[str, str]:
+    """(model label, who wrote the answers) of a live run; a server that says it is a test double is named so.
+
+    Why the server's word and not only ``--stub``: a stub started by hand serves the model id
+    gpudoc asks for, and a run against it must not be recorded as that model.
+    """
+    if double is None:
+        return served, f"{served} at {base_url}"
+    where = "" if own_stub else f" at {base_url}"
+    return f"{double} (test double)", f"{double}{where} (a test double, not a model)"
 
 
 async def _evaluate(args: argparse.Namespace, suite: list[EvalCase], cases: list[EvalCase]) -> EvalRun:
     if args.live or args.record:
-        with _endpoint(args) as (base_url, double):
+        with _endpoint(args) as base_url:
             settings = load_settings(LLM_BASE_URL=base_url, LLM_MODEL=getattr(args, "llm_model", None),
                                      LLM_MAX_TOKENS=getattr(args, "llm_max_tokens", None))
             if args.record:
                 settings = settings.model_copy(update={"llm_max_retries": 0})  # one exchange per request
-            served, problem = await probe_model(settings)
-            if served is None:
-                raise CliError(f"no model to evaluate: {problem}")
+            probe = await probe_model(settings)
+            if not probe.available or probe.model is None:
+                raise CliError(f"no model to evaluate: {probe.error}")
+            served, double = probe.model, probe.test_double
             settings = settings.model_copy(update={"llm_model": served})
-            label = args.recording or (DEFAULT_RECORDING if double else _slug(served))
-            model = f"stub vLLM, {args.stub} policy (test double)" if double else served
+            label = args.recording or (DEFAULT_RECORDING if args.stub else _slug(served))
+            model, answers_from = _who_answers(served, double, settings.llm_base_url, own_stub=bool(args.stub))
             plan = RunPlan(mode="record" if args.record else "live", settings=settings,
-                           recording_dir=recording_dir(label), answers_from=double or f"{served} at {settings.llm_base_url}",
+                           recording_dir=recording_dir(label), answers_from=answers_from,
                            test_double=double is not None, model=model, concurrency=args.concurrency,
                            sampling=Sampling(temperature=getattr(args, "llm_temperature", None),
                                              top_p=getattr(args, "llm_top_p", None),
@@ -209,10 +222,10 @@ async def _judge(args: argparse.Namespace, plan: RunPlan) -> Any:
 
     base_url = args.judge_base_url or (plan.settings.llm_base_url if plan.mode != "replay" else None)
     settings = load_settings(LLM_BASE_URL=base_url, LLM_MODEL=args.judge_model)
-    served, problem = await probe_model(settings)
-    if served is None:
-        raise CliError(f"no judge model: {problem} (set --judge-base-url)")
-    return LlmJudge(settings.model_copy(update={"llm_model": served}))
+    probe = await probe_model(settings)
+    if not probe.available or probe.model is None:
+        raise CliError(f"no judge model: {probe.error} (set --judge-base-url)")
+    return LlmJudge(settings.model_copy(update={"llm_model": probe.model}))
 
 
 async def _run(args: argparse.Namespace, plan: RunPlan, suite: list[EvalCase], cases: list[EvalCase]) -> EvalRun:

@@ -11,6 +11,11 @@ HTTP server and its switches: latency, pacing, failures, the reasoning field). E
 needs is importable from here. ``chat_template_kwargs: {"enable_thinking": false}`` in a request
 suppresses the reasoning.
 
+It never passes for the model it imitates: it serves the model id gpudoc asks for (the
+Nemotron name by default) but marks that model card ``owned_by: "gpudoc-test-double"`` (vLLM
+says ``"vllm"``) and names itself in an ``X-Gpudoc-Test-Double`` header on every response
+(``graph/llm.py``), so ``gpudoc eval --live`` against it records a test double, not the model.
+
 Use in-process::
 
     with StubVllmServer(token_delay=0.01) as base_url:   # base_url ends with /v1
@@ -28,6 +33,7 @@ import time
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from gpudoc.graph.llm import TEST_DOUBLE_HEADER, TEST_DOUBLE_OWNER
 from tests.doubles import vllm_wire as wire
 from tests.doubles.http_double import JsonHandler, ThreadedHttpDouble
 from tests.doubles.keyword_policy import PLANNING_TEXT, keyword_answer, keyword_plan, keyword_policy, planning_text_policy
@@ -45,6 +51,10 @@ STUB_MODEL = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
 class _Handler(JsonHandler):
     server: "_StubHttpServer"
 
+    def end_headers(self) -> None:
+        self.send_header(TEST_DOUBLE_HEADER, self.server.owner.identity)  # every response says what answers
+        super().end_headers()
+
     def _write_chunk(self, data: bytes) -> None:
         """One piece of a chunked (``Transfer-Encoding: chunked``) body, flushed at once."""
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -56,7 +66,7 @@ class _Handler(JsonHandler):
     # -- routes ---------------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         if self.path.rstrip("/") in ("/v1/models", "/models"):
-            self.send_json(200, wire.model_list(self.server.owner.model))
+            self.send_json(200, wire.model_list(self.server.owner.model, owned_by=TEST_DOUBLE_OWNER))
         elif self.path.rstrip("/") in ("/health", "/v1/health"):
             self.send_json(200, {})
         else:
@@ -125,7 +135,7 @@ class StubVllmServer(ThreadedHttpDouble):
     ``reasoning_words`` and ``answer_words`` put that many words of filler before every reply's
     reasoning and every answer's text (long streams for benchmarks). Each request body is kept in
     ``requests`` for assertions, and the client's port in ``client_ports`` (a new port, a new
-    connection).
+    connection). ``identity`` is the name it gives itself in ``X-Gpudoc-Test-Double``.
     """
 
     thread_name = "stub-vllm"
@@ -143,8 +153,10 @@ class StubVllmServer(ThreadedHttpDouble):
         model: str = STUB_MODEL,
         reasoning_words: int = 0,
         answer_words: int = 0,
+        identity: str | None = None,
     ) -> None:
         super().__init__(host, port)
+        self.identity = identity or f"stub vLLM, {'keyword' if policy is None else 'scripted'} policy"
         self.policy: Policy = policy or keyword_policy
         self.latency, self.token_delay = latency, token_delay
         self.fail_status = fail_status

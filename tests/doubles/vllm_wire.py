@@ -49,8 +49,9 @@ def error_body(message: str, kind: str, code: int) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "code": code}}
 
 
-def model_list(model: str) -> dict[str, Any]:
-    return {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "vllm",
+def model_list(model: str, *, owned_by: str = "vllm") -> dict[str, Any]:
+    """vLLM's model list; vLLM says ``owned_by: "vllm"``, a double says what it is (``TEST_DOUBLE_OWNER``)."""
+    return {"object": "list", "data": [{"id": model, "object": "model", "owned_by": owned_by,
                                         "created": 0, "max_model_len": 32768}]}
 
 

@@ -192,18 +192,20 @@ def slow_answer_policy(delay_s: float):
 
 
 async def test_a_turn_past_its_deadline_ends_with_a_labelled_partial_answer_kept_in_the_thread(tmp_path: Path):
-    stub = StubVllmServer(policy=slow_answer_policy(3.0))
+    # The model's answer would take 20 s; the deadline (4 s) leaves the plan and the tools time to
+    # run on a busy machine, and cuts the turn long before the answer could come.
+    stub = StubVllmServer(policy=slow_answer_policy(20.0))
     with stub as llm_url:
-        async with running(settings_for(tmp_path, llm_url, turn_timeout_s=1.0)) as (app, client):
+        async with running(settings_for(tmp_path, llm_url, turn_timeout_s=4.0)) as (app, client):
             started = asyncio.get_running_loop().time()
             chat = await client.post("/api/agent/chat", json={"message": QUESTION})
             took = asyncio.get_running_loop().time() - started
             invoke = await client.post("/agent/invoke", json={"input": {"messages": [human(QUESTION)]},
                                                               "config": {"configurable": {"thread_id": "slow"}}})
             state = await app.state.runtime.turns.agent.aget_state({"configurable": {"thread_id": "slow"}})
-    assert chat.status_code == 200 and took < 2.5
+    assert chat.status_code == 200 and took < 20.0  # cut by the deadline, not waiting for the model
     answer = chat.json()["response"]
-    assert "time limit of 1 s (GPUDOC_TURN_TIMEOUT_S)" in answer
+    assert "time limit of 4 s (GPUDOC_TURN_TIMEOUT_S)" in answer
     assert {c["name"] for c in chat.json()["toolCalls"]} == {"get_gpu_history", "get_node_details"}
     turn = invoke.json()["output"]["response_metadata"]["gpudoc_turn"]
     assert turn["answer_cut_short"] is True and "GPUDOC_TURN_TIMEOUT_S" in turn["answer"]

@@ -35,6 +35,18 @@ async def test_slurm_22_05_is_read_through_v0_0_38():
     assert client.version == "v0.0.38" and len(snap.jobs) == 10
 
 
+@pytest.mark.parametrize("offers, chosen, release", [
+    (("v0.0.37", "v0.0.38", "v0.0.39"), "v0.0.39", "23.02"),  # what slurmrestd 23.02 loads
+    (("v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44"), "v0.0.44", "25.11"),  # 25.11
+])
+async def test_the_oldest_and_newest_versions_gpudoc_claims_read_like_the_recording(offers, chosen, release):
+    client = FakeSlurmrestd(offers=offers).client()
+    snap = await client.snapshot()
+    assert client.version == chosen and snap.scheduler.slurm_version.startswith(release)
+    assert snap.nodes == snapshot(RECORDED).nodes and snap.jobs == snapshot(chosen).jobs
+    assert snap.queue == snapshot(RECORDED).queue and snap.notes == []
+
+
 async def test_no_version_gpudoc_reads_is_a_clear_error():
     with pytest.raises(SlurmRestError, match=r"offers none of the OpenAPI versions gpudoc reads \(v0.0.38..v0.0.44\)"):
         await FakeSlurmrestd(offers=("v0.0.36",)).client().snapshot()

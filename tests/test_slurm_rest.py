@@ -152,6 +152,18 @@ async def test_a_failing_optional_list_leaves_a_note_and_the_rest():
     assert any("scheduler statistics unavailable" in note and "busy" in note for note in snap.notes)
 
 
+async def test_a_failing_job_list_leaves_the_nodes_and_an_unknown_queue():
+    # what slurmrestd 25.11 answers when slurm_load_jobs() fails: the required list, empty, and an error
+    server = FakeSlurmrestd(offers=("v0.0.44",))
+    failed = {**payload("v0.0.44", "jobs"), "jobs": [],
+              "errors": [{"description": "Unable to query jobs", "error_number": 1007, "error": "Socket timed out",
+                          "source": "slurm_load_jobs()"}]}
+    server.override = {"/slurm/v0.0.44/jobs": lambda r: httpx.Response(500, json=failed)}
+    snap = await server.client().snapshot()
+    assert snap.jobs is None and snap.nodes == snapshot("v0.0.44").nodes
+    assert any("jobs unavailable" in note and "Unable to query jobs" in note for note in snap.notes)
+
+
 async def test_unreachable_slurmrestd_says_what_to_check():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

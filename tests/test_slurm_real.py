@@ -134,7 +134,8 @@ async def test_diagnosis_reports_the_node_whose_slurmd_died(slurm, watchdog_url)
     assert dead and dead[0].rule == "node.slurm_not_responding" and dead[0].severity == "warning"
     assert "slurmd" in dead[0].cause and any("Not responding" in line for line in dead[0].evidence)
     drained = next(f for f in report.findings if f.subject == faults.drained)
-    assert (drained.rule, drained.severity, drained.gpus) == ("node.drained_for_xid", "critical", ["node-3/gpu-5"])
+    # GPU Watchdog reports no XIDs: the reason alone names XID 79, to be confirmed on the node
+    assert (drained.rule, drained.severity, drained.gpus) == ("node.drained_for_xid", "warning", ["node-3/gpu-5"])
     # the jobs waiting on the drained node fold into its finding, with the job that asks for it by name
     assert any(f"jobs {faults.jobs['pinned']} ask for {faults.drained} by name" in line for line in drained.evidence)
     await source.aclose()

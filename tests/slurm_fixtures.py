@@ -13,7 +13,7 @@ from gpudoc.tools.sources.slurm_snapshot import Answer, Answers, build_snapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
 RECORDED = "v0.0.38"
-BUILT = ("v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43")
+BUILT = ("v0.0.39", "v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44")
 ENDPOINTS = ("nodes", "jobs", "partitions", "diag", "ping")
 
 

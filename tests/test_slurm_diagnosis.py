@@ -52,14 +52,37 @@ def job(role: str):
     return next(j for j in real_slurm().jobs if j.job_id == job_id(role))
 
 
-def test_a_drain_reason_naming_an_xid_is_that_gpus_fault():
-    findings = analyze(facts_with_real_slurm())
+def test_a_drain_reason_naming_an_xid_without_telemetry_to_confirm_it_is_a_warning_to_check():
+    findings = analyze(facts_with_real_slurm())  # telemetry without XIDs, as GPU Watchdog
     drained = about(findings, DRAINED)
     assert (drained.rule, drained.severity, drained.category, drained.gpus) == (
-        "node.drained_for_xid", "critical", "hardware", [f"{DRAINED}/gpu-5"])
-    assert "XID 79 GPU 5: GPU has fallen off the bus" in drained.title
+        "node.drained_for_xid", "warning", "hardware", [f"{DRAINED}/gpu-5"])
+    assert "XID 79 GPU 5 per its reason, not confirmed by telemetry" in drained.title
     assert any('reason "XID 79 on gpu-5"' in line and "set by root" in line for line in drained.evidence)
-    assert "RMA" in drained.action
+    assert "telemetry cannot confirm it: the source reports no XIDs for GPU 5" in drained.evidence
+    assert "dmesg" in drained.action and "nvidia-smi -q -i 5" in drained.action and "RMA" in drained.action
+    assert f"scontrol update nodename={DRAINED} state=resume" in drained.action
+    # the jobs waiting on the node still fold into it
+    assert any(f"jobs {job_id('pinned')} ask for {DRAINED} by name" in line for line in drained.evidence)
+
+
+def test_a_drain_reason_telemetry_contradicts_says_so():
+    facts = facts_with_real_slurm()
+    for gpu in range(8):  # the source reports XIDs, and saw none on the node
+        replace_gpu(facts, 3, gpu, xid_events=[], last_xid=None)
+    replace_gpu(facts, 3, 5, xid_events=[XidEvent(xid=79, timestamp=NOW - timedelta(days=3))])  # long ago
+    drained = about(analyze(facts), DRAINED)
+    assert (drained.rule, drained.severity) == ("node.drained_for_xid", "warning")
+    assert "telemetry shows no XID 79 on GPU 5 in the last 24 h" in drained.evidence
+
+
+def test_a_drain_reason_the_exporters_last_xid_confirms_is_critical():
+    facts = facts_with_real_slurm()
+    replace_gpu(facts, 3, 5, xid_events=None, last_xid=79)  # dcgm-exporter's last-XID gauge
+    drained = about(analyze(facts), DRAINED)
+    assert (drained.rule, drained.severity, drained.gpus) == ("node.drained_for_xid", "critical", [f"{DRAINED}/gpu-5"])
+    assert drained.title == "node drained for XID 79 GPU 5: GPU has fallen off the bus"
+    assert "telemetry confirms: GPU 5's last XID is 79" in drained.evidence and "RMA" in drained.action
 
 
 def test_with_the_xid_in_telemetry_the_drain_folds_into_the_gpu_finding():

@@ -1,6 +1,7 @@
 """gpudoc against a real Slurm 22.05: slurmrestd with JWT and the Slurm commands, on the same
 daemons, in the states ``make_faulty`` produced (running and pending jobs with Slurm's own
-reasons, a node drained with a reason, a node whose slurmd was killed)."""
+reasons, a node drained with a reason, a node whose slurmd was killed), alone and composed with
+telemetry: the GPU Watchdog API, and a real Prometheus scraping the simulator's exporters."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gpudoc.tools.sources.slurm_cli import SlurmCliClient
 from gpudoc.tools.sources.slurm_rest import SlurmRestClient, SlurmRestError
 from gpudoc.tools.sources.with_slurm import WithSlurmSource
 from tests.served_watchdog import serve
+from tests.services.prometheus import start_prometheus, start_sim, wait_for_scrapes
 from tests.slurm_fixtures import comparable_snapshot
 
 
@@ -134,7 +136,8 @@ async def test_diagnosis_reports_the_node_whose_slurmd_died(slurm, watchdog_url)
     assert dead and dead[0].rule == "node.slurm_not_responding" and dead[0].severity == "warning"
     assert "slurmd" in dead[0].cause and any("Not responding" in line for line in dead[0].evidence)
     drained = next(f for f in report.findings if f.subject == faults.drained)
-    assert (drained.rule, drained.severity, drained.gpus) == ("node.drained_for_xid", "critical", ["node-3/gpu-5"])
+    # GPU Watchdog reports no XIDs: the reason alone names XID 79, to be confirmed on the node
+    assert (drained.rule, drained.severity, drained.gpus) == ("node.drained_for_xid", "warning", ["node-3/gpu-5"])
     # the jobs waiting on the drained node fold into its finding, with the job that asks for it by name
     assert any(f"jobs {faults.jobs['pinned']} ask for {faults.drained} by name" in line for line in drained.evidence)
     await source.aclose()
@@ -148,3 +151,52 @@ def test_gpudoc_diagnose_with_slurmrestd_from_the_command_line(slurm, watchdog_u
     report = json.loads(capsys.readouterr().out)
     assert code in (0, 1, 2) and report["source"] == "watchdog+slurm"
     assert {f["subject"] for f in report["findings"]} >= {faults.dead, faults.drained}
+
+
+# ---- composed with a real Prometheus: --source prometheus with slurmrestd -----------------------
+
+
+@pytest.fixture(scope="module")
+def prometheus_url(tmp_path_factory):
+    """A real Prometheus scraping ``gpudoc sim``'s dcgm-exporter and node_exporter pages for the
+    same four node names (a short history: only current readings and recent XIDs matter here)."""
+    work = tmp_path_factory.mktemp("prometheus-slurm")
+    sim = start_sim(work, "--nodes", "4", "--seed", "5", history_minutes=10)
+    prometheus = None
+    try:
+        prometheus = start_prometheus(work, sim.feed)
+        wait_for_scrapes(prometheus.url, 2 * 4)
+        yield prometheus.url
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        sim.stop()
+
+
+async def test_prometheus_composed_with_real_slurmrestd(slurm, prometheus_url):
+    cluster, faults, token = slurm
+    source = open_source(SourceOptions(source="prometheus", prometheus_url=prometheus_url, slurm="rest",
+                                       slurmrestd_url=cluster.rest_url, slurm_jwt=token))
+    assert isinstance(source, WithSlurmSource)
+    try:
+        status = json.loads(await tool(source, "get_slurm_status").ainvoke({}))
+        pending = json.loads(await tool(source, "get_slurm_jobs").ainvoke({"state": "PENDING"}))
+        report = await diagnose(source)
+    finally:
+        await source.aclose()
+    problems = {p["node"]: p for p in status["problem_nodes"]}
+    assert problems[faults.drained]["reason"] == faults.drain_reason and problems[faults.drained]["by"] == cluster.user
+    assert problems[faults.dead]["state"] == ["DOWN", "NOT_RESPONDING"]
+    # the reasons that hold while the faults last (``next`` may start on the node the failed job freed)
+    reasons = {job["id"]: job["reason"] for job in pending["jobs"]}
+    assert reasons[faults.jobs["big"]] == "Resources"
+    assert reasons[faults.jobs["pinned"]] == f"ReqNodeNotAvail, UnavailableNodes:{faults.drained}"
+    assert reasons[faults.jobs["held"]] == "JobHeldUser" and reasons[faults.jobs["after"]] == "Dependency"
+    # Prometheus still scrapes the dead node's exporters: the host is up and its slurmd is not
+    dead = next(f for f in report.findings if f.subject == faults.dead)
+    assert (dead.rule, dead.severity) == ("node.slurm_not_responding", "warning")
+    assert "slurmd" in dead.cause and any("Not responding" in line for line in dead.evidence)
+    # the drain reason names XID 79 on gpu-5; dcgm-exporter's XID series show none there: to confirm
+    drained = next(f for f in report.findings if f.subject == faults.drained)
+    assert (drained.rule, drained.severity, drained.gpus) == ("node.drained_for_xid", "warning", ["node-3/gpu-5"])
+    assert "telemetry shows no XID 79 on GPU 5 in the last 24 h" in drained.evidence

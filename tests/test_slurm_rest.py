@@ -35,6 +35,18 @@ async def test_slurm_22_05_is_read_through_v0_0_38():
     assert client.version == "v0.0.38" and len(snap.jobs) == 10
 
 
+@pytest.mark.parametrize("offers, chosen, release", [
+    (("v0.0.37", "v0.0.38", "v0.0.39"), "v0.0.39", "23.02"),  # what slurmrestd 23.02 loads
+    (("v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44"), "v0.0.44", "25.11"),  # 25.11
+])
+async def test_the_oldest_and_newest_versions_gpudoc_claims_read_like_the_recording(offers, chosen, release):
+    client = FakeSlurmrestd(offers=offers).client()
+    snap = await client.snapshot()
+    assert client.version == chosen and snap.scheduler.slurm_version.startswith(release)
+    assert snap.nodes == snapshot(RECORDED).nodes and snap.jobs == snapshot(chosen).jobs
+    assert snap.queue == snapshot(RECORDED).queue and snap.notes == []
+
+
 async def test_no_version_gpudoc_reads_is_a_clear_error():
     with pytest.raises(SlurmRestError, match=r"offers none of the OpenAPI versions gpudoc reads \(v0.0.38..v0.0.44\)"):
         await FakeSlurmrestd(offers=("v0.0.36",)).client().snapshot()
@@ -138,6 +150,18 @@ async def test_a_failing_optional_list_leaves_a_note_and_the_rest():
     snap = await server.client().snapshot()
     assert len(snap.jobs) == 10 and snap.scheduler.responding is True and snap.scheduler.jobs_submitted is None
     assert any("scheduler statistics unavailable" in note and "busy" in note for note in snap.notes)
+
+
+async def test_a_failing_job_list_leaves_the_nodes_and_an_unknown_queue():
+    # what slurmrestd 25.11 answers when slurm_load_jobs() fails: the required list, empty, and an error
+    server = FakeSlurmrestd(offers=("v0.0.44",))
+    failed = {**payload("v0.0.44", "jobs"), "jobs": [],
+              "errors": [{"description": "Unable to query jobs", "error_number": 1007, "error": "Socket timed out",
+                          "source": "slurm_load_jobs()"}]}
+    server.override = {"/slurm/v0.0.44/jobs": lambda r: httpx.Response(500, json=failed)}
+    snap = await server.client().snapshot()
+    assert snap.jobs is None and snap.nodes == snapshot("v0.0.44").nodes
+    assert any("jobs unavailable" in note and "Unable to query jobs" in note for note in snap.notes)
 
 
 async def test_unreachable_slurmrestd_says_what_to_check():

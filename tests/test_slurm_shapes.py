@@ -1,5 +1,5 @@
 """Slurm's answers become facts: the real 22.05 recording (REST and CLI), the spec-built
-v0.0.40-v0.0.43 answers of the same state, and answers broken one value at a time."""
+v0.0.39-v0.0.44 answers of the same state, and answers broken one value at a time."""
 
 from __future__ import annotations
 
@@ -92,9 +92,13 @@ def test_real_queue_partitions_and_controller():
 
 @pytest.mark.parametrize("version", BUILT)
 def test_newer_openapi_versions_parse_into_the_same_facts(version):
-    assert comparable_snapshot(snapshot(version)) == comparable_snapshot(snapshot(RECORDED))
+    expected = comparable_snapshot(snapshot(RECORDED))
+    if version == "v0.0.39":  # 23.02's parser skips a partition's state (state_up: "FIXME")
+        for part in expected["partitions"]:
+            part["state"] = "UNKNOWN"
+    assert comparable_snapshot(snapshot(version)) == expected
     snap = snapshot(version)
-    assert snap.scheduler.slurm_version.startswith(("23.11", "24.05", "24.11", "25.05"))
+    assert snap.scheduler.slurm_version.startswith(("23.02", "23.11", "24.05", "24.11", "25.05", "25.11"))
     multi = next(j for j in snap.jobs if j.job_id == job_id("multi"))
     assert multi.failed_node == scenario()["dead"]  # only these versions say which node failed
 

@@ -7,8 +7,11 @@ Slurm agrees (DOWN, not responding), but a monitoring fault when Slurm still run
 Why the drain reason matters: Slurm writes specific reasons itself (domain.md §4) and each points
 somewhere different: "Not responding" at the host, "Kill task failed" at processes stuck on a
 hung GPU (often GSP), "gres/gpu count too low" at a GPU that vanished from the bus. Admins and
-health checks write free text, and often name the XID that made them drain ("XID 79 on gpu-5"):
-that names the fault even when the telemetry source reports no XIDs at all.
+health checks write free text, and often name the XID that made them drain ("XID 79 on gpu-5").
+Such a reason is a person's statement, not evidence: it may be stale, mistyped or copied from
+another node. It is critical only when telemetry shows that XID on that GPU (or, naming no GPU,
+on the node); otherwise it is a warning that says what the reason claims, that telemetry does
+not confirm it (or cannot: the source reports no XIDs) and where to confirm it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from datetime import datetime, timedelta
 from gpudoc.tools.diagnosis.facts import ClusterFacts
 from gpudoc.tools.diagnosis.findings import Finding, Severity
 from gpudoc.tools.diagnosis.rules import finding, gpu_subject
-from gpudoc.tools.diagnosis.xid import XID_TABLE, xid_meaning
+from gpudoc.tools.diagnosis.xid import XID_LOOKBACK, XID_TABLE, xid_meaning
 from gpudoc.tools.models import GpuMetrics, NodeMetrics, SlurmNode
 
 #: a GPU whose last reading is older than this (while its node still reports) is stale
@@ -127,7 +130,7 @@ def _slurm_state(now: datetime, node: NodeMetrics, slurm_node: SlurmNode) -> lis
         )]
     if not (slurm_node.is_drained or slurm_node.is_failing):
         return []
-    named = _drained_for_xid(node.node_id, reason, evidence)
+    named = _drained_for_xid(now, node, slurm_node.name, reason, evidence)
     if named is not None:
         return [named]
     severity: Severity = "info" if PLANNED.search(reason) or slurm_node.in_maintenance else "warning"
@@ -157,28 +160,68 @@ def _slurm_down(node: NodeMetrics, slurm_node: SlurmNode, evidence: list[str]) -
     )
 
 
-def _drained_for_xid(node_id: str, reason: str, evidence: list[str]) -> Finding | None:
+def _drained_for_xid(now: datetime, node: NodeMetrics, slurm_name: str, reason: str,
+                     evidence: list[str]) -> Finding | None:
     """``node.drained_for_xid`` when the drain reason names an XID, else None.
 
-    The XID's class sets the severity (a drain for XID 79 is as serious as XID 79), and the GPU
-    index, when the reason names one, ties the finding to that GPU.
+    Confirmed by telemetry (that XID among the GPU's recent events, or its last XID), the XID's
+    class sets the severity (a drain for XID 79 is as serious as XID 79). Unconfirmed, it is at
+    most a warning: the node is out of service either way, but nothing measured says the GPU
+    failed. The GPU index, when the reason names one, ties the finding to that GPU.
     """
     match = REASON_XID.search(reason)
     if match is None:
         return None
     xid = int(match.group(1))
     gpu = REASON_GPU.search(reason)
+    index = int(gpu.group(1)) if gpu else None
     kind = XID_TABLE.get(xid)
-    where = f" GPU {gpu.group(1)}" if gpu else ""
+    where = f" GPU {index}" if index is not None else ""
+    said = f"the drain reason names XID {xid} ({xid_meaning(xid)})"
+    action = ((kind.action if kind else "look the XID up in NVIDIA's XID catalogue")
+              + "; resume the node only once the GPU is fixed or replaced")
+    gpus = [gpu_subject(node.node_id, index)] if index is not None else []
+    watched = [g for g in node.gpus if index is None or g.index == index]
+    seen = _telemetry_xid(now, watched, xid)
+    if seen is not None:
+        return finding(
+            "node.drained_for_xid", kind.severity if kind else "warning", node.node_id,
+            f"node drained for XID {xid}{where}: {xid_meaning(xid)}", [*evidence, said, seen],
+            kind.cause if kind else "a GPU error the drain reason names", action, gpus=gpus,
+        )
+    target = f"GPU {index}" if index is not None else "any of its GPUs"
+    if any(g.xid_events is not None or g.last_xid is not None for g in watched):
+        telemetry = f"telemetry shows no XID {xid} on {target} in the last {_hours(XID_LOOKBACK)}"
+        why = "the XID may predate the telemetry's record, or the reason may be stale, mistyped or about another GPU"
+    else:
+        telemetry = f"telemetry cannot confirm it: the source reports no XIDs for {target}"
+        why = "only the reason says so"
+    severity: Severity = "warning" if kind is None or kind.severity == "critical" else kind.severity
     return finding(
-        "node.drained_for_xid", kind.severity if kind else "warning", node_id,
-        f"node drained for XID {xid}{where}: {xid_meaning(xid)}",
-        [*evidence, f"the drain reason names XID {xid} ({xid_meaning(xid)})"],
-        kind.cause if kind else "a GPU error the drain reason names",
-        (kind.action if kind else "look the XID up in NVIDIA's XID catalogue")
-        + "; resume the node only once the GPU is fixed or replaced",
-        gpus=[gpu_subject(node_id, int(gpu.group(1)))] if gpu else [],
+        "node.drained_for_xid", severity, node.node_id,
+        f"node drained for XID {xid}{where} per its reason, not confirmed by telemetry", [*evidence, said, telemetry],
+        f"an administrator or health check drained the node for {xid_meaning(xid)}; {why}",
+        f"confirm on the node: dmesg -T | grep -i xid (or journalctl -k) and nvidia-smi -q{' -i ' + str(index) if index is not None else ''}; "
+        f"if XID {xid} is there: {action}; if not, correct the reason and resume the node "
+        f"(scontrol update nodename={slurm_name} state=resume)",
+        gpus=gpus,
     )
+
+
+def _telemetry_xid(now: datetime, gpus: list[GpuMetrics], xid: int) -> str | None:
+    """Evidence that telemetry saw ``xid`` on one of ``gpus``, or None."""
+    for gpu in gpus:
+        events = [e for e in gpu.xid_events or [] if e.xid == xid and now - e.timestamp <= XID_LOOKBACK]
+        if events:
+            last = max(e.timestamp for e in events)
+            return f"telemetry confirms: GPU {gpu.index} logged XID {xid}, last at {last:%H:%M}Z"
+        if gpu.last_xid == xid:
+            return f"telemetry confirms: GPU {gpu.index}'s last XID is {xid}"
+    return None
+
+
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g} h"
 
 
 def _drain_meaning(reason: str, slurm_node: SlurmNode | None = None) -> tuple[str, str]:

@@ -67,11 +67,12 @@ RULES: dict[str, RuleInfo] = {
     "node.no_telemetry": RuleInfo("host", "host"),
     "node.slurm_not_responding": RuleInfo("host", "host"),
     "node.gres_count_low": RuleInfo("node_state", "host", supporting=True),
+    # a drain whose reason names an XID: the suspected GPU fault, which explains the jobs waiting
+    # on the node (critical when telemetry confirms the XID, a warning to confirm otherwise)
+    "node.drained_for_xid": RuleInfo("node_state", "hardware", supporting=True),
     # jobs waiting on a drained node say more than the drain alone, so it absorbs the drain
     "sched.pending_on_unavailable_nodes": RuleInfo("pending", "scheduling", supporting=True),
     "node.drained": RuleInfo("node_state", "host", supporting=True),
-    # a drain whose reason names an XID: the GPU fault itself when telemetry has no XIDs
-    "node.drained_for_xid": RuleInfo("node_state", "hardware", supporting=True),
     # network
     "net.ib_port_down": RuleInfo("infiniband", "network"),
     "net.ib_link_flapping": RuleInfo("infiniband", "network"),

@@ -97,7 +97,13 @@ class SlurmRestClient(SlurmClient):
                               now=datetime.now(UTC))
 
     async def _read_all(self, version: str, headers: dict[str, str]) -> Answers:
-        """Every list at once: nodes and jobs must succeed; the rest may fail with a note."""
+        """Every list at once: only nodes must succeed; jobs and the rest may fail with a note.
+
+        Why jobs may fail: slurmrestd promises no job list. When slurmctld cannot load the jobs
+        (``slurm_load_jobs`` failing), v0.0.39 answers with an error and no ``jobs`` key, and
+        v0.0.40+ with an error next to the ``jobs`` list their schema requires, left empty; both
+        mean the queue is unknown, not empty. The node view is still worth answering with.
+        """
         base = f"/slurm/{version}"
         nodes, jobs, partitions, diag, ping = await asyncio.gather(
             self._answer(f"{base}/nodes", headers, required=True),

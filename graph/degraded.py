@@ -41,7 +41,7 @@ def describe_llm_failure(error: BaseException, base_url: str | None) -> str:
 
 
 def _finding_block(finding: Finding) -> list[str]:
-    lines = [f"### {finding.severity.upper()} {finding.subject}: {finding.title or finding.rule}"]
+    lines = [f"### {finding.severity.upper()} {finding.subject_label}: {finding.title or finding.rule}"]
     lines += [f"- {item}" for item in finding.evidence]
     if finding.cause:
         lines.append(f"- Likely cause: {finding.cause}")
@@ -69,7 +69,7 @@ def render_report(report: DiagnosisReport, reason: str) -> str:
         lines += [*_finding_block(finding), ""]
     info = [f for f in report.findings if f.severity == "info"]
     if info:
-        lines.append("Info: " + "; ".join(f"{f.subject}: {f.title or f.rule}" for f in info))
+        lines.append("Info: " + "; ".join(f"{f.subject_label}: {f.title or f.rule}" for f in info))
     return "\n".join(lines).strip() + "\n"
 
 

@@ -60,3 +60,12 @@ async def test_readings_and_counts_the_source_could_not_read_are_not_reported_no
     assert "| 3 | 88.0 | not reported |" in text and "| 4 | not reported |" in text
     text, _ = await degraded_answer(source, "Why are jobs pending?", REASON, [])
     assert "Slurm queue: not reported pending, 17 running" in text
+
+
+async def test_a_finding_about_a_job_says_it_is_a_job() -> None:
+    sim = SimSource.create(realtime=False)
+    text, findings = await degraded_answer(sim, "Why are jobs pending?", REASON, [])
+    about_jobs = [f for f in findings if f.job_id is not None and f.subject == f.job_id]
+    assert about_jobs  # the default cluster has jobs waiting on Priority and Resources
+    assert all(f"job {f.job_id}: {f.title}" in text for f in about_jobs if f.severity == "info")
+    assert not any(f"; {f.job_id}: " in text or f"Info: {f.job_id}: " in text for f in about_jobs)

@@ -61,12 +61,12 @@ def render_table(report: DiagnosisReport) -> str:
         "",
     ]
     if report.findings:
-        subject_w = max(7, *(len(f.subject) for f in report.findings))
+        subject_w = max(7, *(len(f.subject_label) for f in report.findings))
         rule_w = max(4, *(len(f.rule) for f in report.findings))
         lines.append(f"{'SEV':<4}  {'SUBJECT':<{subject_w}}  {'RULE':<{rule_w}}  TITLE")
         indent = " " * 6
         for f in report.findings:
-            lines.append(f"{SEVERITY_LABEL[f.severity]:<4}  {f.subject:<{subject_w}}  {f.rule:<{rule_w}}  {f.title}")
+            lines.append(f"{SEVERITY_LABEL[f.severity]:<4}  {f.subject_label:<{subject_w}}  {f.rule:<{rule_w}}  {f.title}")
             for item in f.evidence:
                 lines.extend(textwrap.wrap(item, width, initial_indent=indent + "- ", subsequent_indent=indent + "  "))
             if f.action:

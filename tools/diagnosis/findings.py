@@ -42,6 +42,11 @@ class Finding(BaseModel):
     gpus: list[ComposedText] = Field(default_factory=list, description='GPUs it concerns, as "node-3/gpu-5"')
     job_id: ComposedText | None = Field(None, description="Slurm job involved, when there is one")
 
+    @property
+    def subject_label(self) -> str:
+        """The subject as a person reads it: a bare job id says it is a job ("job 1234")."""
+        return f"job {self.subject}" if self.job_id is not None and self.subject == self.job_id else self.subject
+
 
 class DiagnosisReport(BaseModel):
     """All findings of one diagnosis run, most severe first."""

@@ -85,8 +85,7 @@ def _about(item: Finding, line: str) -> str:
     (``job 1001: XID 79 on node-1 GPU 5``), so merged evidence never reads ``1001: job 1001 ...``."""
     if re.search(rf"(?<![\w/-]){re.escape(item.subject)}(?![\w/-])", line):
         return line
-    label = f"job {item.subject}" if item.job_id == item.subject else item.subject
-    return f"{label}: {line}"
+    return f"{item.subject_label}: {line}"
 
 
 def natural_key(text: str) -> list[object]:

@@ -173,16 +173,12 @@ class SimSource(ClusterSource):
         critical = any(e.rule_id in CRITICAL_RULES for e in await self.active_alerts())
         healthy = (all(n.reachable for n in nodes) and not any(g.stale for n in nodes for g in n.gpus)
                    and not any(s.is_down for s in slurm.nodes) and not critical)
-        cpus_total = sum(s.cpus_total for s in slurm.nodes)
-        cpus_alloc = sum(s.cpus_alloc for s in slurm.nodes)
         return ClusterStatus(
             healthy=healthy, node_count=len(nodes), gpu_count=sum(len(n.gpus) for n in nodes),
             avg_utilization_pct=round(sum(g.utilization_pct for g in gpus) / len(gpus), 1) if gpus else 0.0,
             avg_temperature_c=round(sum(g.temperature_c for g in gpus) / len(gpus), 1) if gpus else 0.0,
             memory_used_gb=round(sum(g.memory_used_mib for g in gpus) / 1024, 1),
             memory_total_gb=round(sum(g.memory_total_mib for g in gpus) / 1024, 1),
-            slurm=SlurmSummary(cpus_total=cpus_total, cpus_alloc=cpus_alloc, cpus_idle=cpus_total - cpus_alloc,
-                               nodes_total=len(slurm.nodes), jobs_pending=slurm.queue.pending,
-                               jobs_running=slurm.queue.running),
+            slurm=SlurmSummary.of(slurm),
             last_updated=self.clock.now(),
         )

@@ -58,14 +58,7 @@ class WithSlurmSource(ClusterSource):
         status, snapshot = await asyncio.gather(self.telemetry.cluster_status(), self._snapshot_or_none())
         if snapshot is None:
             return status
-        cpus_total = sum(node.cpus_total for node in snapshot.nodes)
-        cpus_alloc = sum(node.cpus_alloc for node in snapshot.nodes)
-        summary = SlurmSummary(
-            cpus_total=cpus_total, cpus_alloc=cpus_alloc, cpus_idle=cpus_total - cpus_alloc,
-            nodes_total=len(snapshot.nodes), jobs_pending=snapshot.queue.pending,
-            jobs_running=snapshot.queue.running,
-        )
-        return status.model_copy(update={"slurm": summary})
+        return status.model_copy(update={"slurm": SlurmSummary.of(snapshot)})
 
     async def current_metrics(self) -> list[NodeMetrics]:
         nodes, snapshot = await asyncio.gather(self.telemetry.current_metrics(), self._snapshot_or_none())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from gpudoc.tools.models import (
     AlertEvent,
@@ -29,7 +29,6 @@ from gpudoc.tools.models import (
     SlurmSnapshot,
     SlurmSummary,
 )
-from gpudoc.tools.models.slurm import node_sum
 from gpudoc.tools.sources.base import ClusterSource, DiagnosisScope, SourceError, UnknownNodeError
 from gpudoc.tools.sources.notes import note
 from gpudoc.tools.sources.prometheus.alerting import alert_events, mark_silenced, rules_from, silences_from
@@ -246,7 +245,7 @@ class PrometheusSource(ClusterSource):
             healthy=healthy, node_count=len(inventory.nodes), gpu_count=max(expected, live),
             avg_utilization_pct=round(v.get("util", 0.0), 1), avg_temperature_c=round(v.get("temp", 0.0), 1),
             memory_used_gb=round(v.get("fb_used", 0.0) / 1024, 1), memory_total_gb=round(total_mib / 1024, 1),
-            slurm=_slurm_summary(slurm), last_updated=self._stamp(),
+            slurm=SlurmSummary.of(slurm) if slurm is not None else None, last_updated=self._stamp(),
         )
 
     async def slurm(self) -> SlurmSnapshot | None:
@@ -281,21 +280,3 @@ class PrometheusSource(ClusterSource):
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-
-def _slurm_summary(snapshot: SlurmSnapshot | None) -> SlurmSummary | None:
-    if snapshot is None:
-        return None
-    cpus_total = _complete_sum(n.cpus_total for n in snapshot.nodes)
-    cpus_alloc = _complete_sum(n.cpus_alloc for n in snapshot.nodes)
-    cpus_idle = cpus_total - cpus_alloc if cpus_total is not None and cpus_alloc is not None else None
-    return SlurmSummary(cpus_total=cpus_total, cpus_alloc=cpus_alloc, cpus_idle=cpus_idle,
-                        nodes_total=len(snapshot.nodes), jobs_pending=snapshot.queue.pending,
-                        jobs_running=snapshot.queue.running)
-
-
-def _complete_sum(values: Iterable[int | None]) -> int | None:
-    """A cluster total only where every node reported its value: a partial sum would read as the
-    cluster's (``node_sum`` says what a partial total covers, for renderings that show it)."""
-    total, reported, nodes = node_sum(values)
-    return total if reported == nodes else None

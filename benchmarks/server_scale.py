@@ -18,6 +18,10 @@ shares an interpreter with what is measured) and ``gpudoc serve`` as an operator
 3. **``--streams`` concurrent streams** on 1 and 2 workers: p50/p99 of the time to the first
    answer token and to the end of the stream.
 
+The streams are read by a load generator that costs little (``light_client.py``: a prepared
+request, raw bytes scanned for the status, the first answer text and the end), because it runs on
+the same cores as the server it measures.
+
 Parts 1 and 2 admit every stream (``GPUDOC_MAX_CONCURRENT_TURNS`` set far above the burst), so
 that both worker counts do the same work. Part 3 runs once like that and once with the server's
 admission control (``--admission``, default the server's limit per worker): streams beyond the
@@ -49,7 +53,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.doubles, tests.services
 
-from server_stream import percentile, read_agent_stream  # noqa: E402
+from light_client import Stream, stream_once  # noqa: E402
+from server_stream import percentile  # noqa: E402
 from tests.doubles.stub_vllm import STUB_MODEL  # noqa: E402
 from tests.services import free_port  # noqa: E402
 from tests.services.postgres import PostgresServer  # noqa: E402
@@ -176,45 +181,18 @@ def load_average() -> str:
 # ---- streaming clients -------------------------------------------------------------------------
 
 
-@dataclass
-class Stream:
-    first_token_s: float | None
-    total_s: float
-    ok: bool
-    status: int
-
-
-async def stream_once(client: httpx.AsyncClient, base_url: str) -> Stream:
-    """One conversation on a thread of its own through ``/agent/stream``, read to its end."""
-    body = {"input": {"messages": [{"type": "human", "content": QUESTION}]},
-            "config": {"configurable": {"thread_id": f"bench-{uuid.uuid4().hex}"}}}
-    started = time.perf_counter()
-    try:
-        async with client.stream("POST", base_url + "/agent/stream", json=body) as response:
-            if response.status_code != 200:
-                await response.aread()
-                return Stream(None, time.perf_counter() - started, False, response.status_code)
-            first, ok = await read_agent_stream(response, started)
-    except httpx.HTTPError:
-        return Stream(None, time.perf_counter() - started, False, 0)
-    return Stream(first, time.perf_counter() - started, ok, 200)
-
-
 async def streams_at_once(base_url: str, count: int) -> tuple[float, list[Stream]]:
     """(wall seconds to the last stream's end, the streams) for ``count`` streams started together."""
-    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-        started = time.perf_counter()
-        results = await asyncio.gather(*(stream_once(client, base_url) for _ in range(count)))
-        return time.perf_counter() - started, list(results)
+    started = time.perf_counter()
+    results = await asyncio.gather(*(stream_once(base_url, QUESTION) for _ in range(count)))
+    return time.perf_counter() - started, list(results)
 
 
 async def sequential_turns(base_url: str, count: int, concurrency: int) -> None:
-    async with httpx.AsyncClient(timeout=600) as client:
-        for start in range(0, count, concurrency):
-            batch = await asyncio.gather(*(stream_once(client, base_url) for _ in range(min(concurrency, count - start))))
-            if not all(s.ok for s in batch):
-                raise RuntimeError(f"a turn failed: {batch}")
+    for start in range(0, count, concurrency):
+        batch = await asyncio.gather(*(stream_once(base_url, QUESTION) for _ in range(min(concurrency, count - start))))
+        if not all(s.ok for s in batch):
+            raise RuntimeError(f"a turn failed: {batch}")
 
 
 RAW_CLIENT = r'''

@@ -36,9 +36,9 @@ def listen(host: str, port: int, *, per_worker: bool = False) -> socket.socket:
     is one clear ``CliError`` rather than a traceback from inside the server's start-up.
 
     ``per_worker``: the port is shared by worker processes that each listen on a socket of their
-    own (``SO_REUSEPORT``; the kernel spreads new connections evenly over them). This socket then
-    only holds the port (and learns it, for port 0): it is bound but does not listen, so no
-    connection ever waits on it."""
+    own (``SO_REUSEPORT``; the kernel spreads new connections over them by a hash of their
+    addresses). This socket then only holds the port (and learns it, for port 0): it is bound but
+    does not listen, so no connection ever waits on it."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

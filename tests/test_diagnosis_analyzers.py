@@ -161,6 +161,16 @@ def test_thermal_slowdown_evidence_carries_the_numbers():
     )
 
 
+def test_thermal_throttling_is_reported_when_the_temperature_is_unreadable():
+    facts = cluster()
+    bits = int(ClockEventReason.SW_THERMAL | ClockEventReason.HW_SLOWDOWN)
+    replace_gpu(facts, 0, 7, temperature_c=None, clock_event_reasons=bits, sm_clock_mhz=705.0)
+    thermal = [f for f in analyze(facts) if f.rule == "gpu.thermal_slowdown"]
+    assert [(f.severity, f.subject, f.title) for f in thermal] == [
+        ("warning", "node-0/gpu-7", "thermal clock-event reasons active")]
+    assert thermal[0].evidence[0].startswith("temperature not reported (slowdown 89 °C")
+
+
 def test_gpu_much_hotter_than_loaded_peers_is_a_warning():
     facts = cluster()
     replace_gpu(facts, 1, 3, temperature_c=82.0)

@@ -10,6 +10,7 @@ import socket
 import httpx
 import pytest
 
+from gpudoc.tools.models.cluster import SlurmSummary
 from gpudoc.tools.sources.base import SourceError, SourceProtocolError, SourceUnavailableError
 from gpudoc.tools.sources.slurm_rest import SUPPORTED_VERSIONS, SlurmRestClient, SlurmRestError
 from tests.doubles.fake_slurmrestd import TOKEN, URL, FakeSlurmrestd, jwt
@@ -162,6 +163,8 @@ async def test_a_failing_job_list_leaves_the_nodes_and_an_unknown_queue():
     snap = await server.client().snapshot()
     assert snap.jobs is None and snap.nodes == snapshot("v0.0.44").nodes
     assert any("jobs unavailable" in note and "Unable to query jobs" in note for note in snap.notes)
+    assert set(snap.queue.model_dump().values()) == {None}  # unknown, not "0 pending"
+    assert SlurmSummary.of(snap).jobs_pending is None
 
 
 async def test_unreachable_slurmrestd_says_what_to_check():

@@ -81,9 +81,12 @@ async def test_history_windows_follow_the_backend_parameters(sim: tuple[SimSourc
     assert stamps[0] == now_ms - 300_000 and stamps[-1] == now_ms - 600_000
     silent = (await client.get("/api/metrics/history/gpu", params={"nodeId": "node-6", "duration": 5})).json()
     assert silent["data"] == []  # down for longer than five minutes: no rows
-    for bad in ({"duration": "an hour"}, {"start": "yesterday"}):
+    for bad in ({"duration": "an hour"}, {"start": "yesterday"}, {"duration": "1_000"}, {"duration": "Infinity"},
+                {"duration": "1e300"}):
         response = await client.get("/api/metrics/history/gpu", params=bad)
         assert (response.status_code, response.json()) == (400, {"error": "Invalid query parameters"})
+    hexadecimal = (await client.get("/api/metrics/history/gpu", params={"nodeId": "node-2", "duration": "0x5"})).json()
+    assert hexadecimal["range"] == {"start": now_ms - 300_000, "end": now_ms}  # JavaScript's Number reads 0x5 as 5
     slurm = (await client.get("/api/metrics/history/slurm", params={"duration": 2})).json()
     assert [p["timestamp"] for p in slurm["data"]["data"]] == [now_ms - k * 15_000 for k in range(9)]
     assert {p["nodesTotal"] for p in slurm["data"]["data"]} == {8}

@@ -153,14 +153,14 @@ def render_slurm_status(snapshot: SlurmSnapshot) -> dict[str, Any]:
         for node in snapshot.nodes
         if _is_problem(node)
     ]
-    gpus_alloc = [n.gpus_alloc for n in snapshot.nodes]
     payload: dict[str, Any] = {
         "time": iso(snapshot.timestamp),
         "nodes": len(snapshot.nodes),
         "state_counts": {state: len(names) for state, names in by_state.items()},
         "nodes_by_state": by_state,
         "problem_nodes": problems,
-        "gpus": node_totals("GPU", snapshot.nodes, [n.gpus_total for n in snapshot.nodes], gpus_alloc),
+        "gpus": node_totals("GPU", snapshot.nodes, [n.gpus_total for n in snapshot.nodes],
+                            [n.gpus_alloc for n in snapshot.nodes]),
         "cpus": node_totals("CPU", snapshot.nodes, [n.cpus_total for n in snapshot.nodes],
                             [n.cpus_alloc for n in snapshot.nodes]),
         "queue": snapshot.queue.model_dump(),

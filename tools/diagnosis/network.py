@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from gpudoc.tools.diagnosis.facts import ClusterFacts, live_gpus, median_or_none
 from gpudoc.tools.diagnosis.findings import Finding
-from gpudoc.tools.diagnosis.rules import finding, num, reading
+from gpudoc.tools.diagnosis.rules import finding, num
 from gpudoc.tools.models import NetworkPort, NodeMetrics
 
 ACTIVE = 4

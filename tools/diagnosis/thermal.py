@@ -84,34 +84,35 @@ def _gpu_thermal(node: NodeMetrics, gpu: GpuMetrics, gpus: list[GpuMetrics]) -> 
     action = "check fans and inlet temperature, reseat the heatsink/replace thermal paste; drain the GPU if it keeps throttling"
 
     findings: list[Finding] = []
-    if temp is not None:  # None: the source sent it unreadable; nothing to judge by it
-        if spec and temp >= spec.shutdown_temp_c:
-            findings.append(finding(
-                "gpu.thermal_slowdown", "critical", subject, "GPU at its shutdown temperature", evidence,
-                cooling_cause, "drain the GPU now, before the driver shuts it down; " + action,
-            ))
-        elif spec and (temp >= spec.slowdown_temp_c or (temp > spec.max_operating_temp_c and (thermal_names or clock_dropped))):
-            findings.append(finding(
-                "gpu.thermal_slowdown", "critical", subject, "thermal slowdown: GPU throttled by temperature",
-                evidence, cooling_cause, action,
-            ))
-        elif thermal_names and (clock_dropped or (spec and temp > spec.max_operating_temp_c - 10)):
-            findings.append(finding(
-                "gpu.thermal_slowdown", "warning", subject, "thermal clock-event reasons active", evidence,
-                cooling_cause, action,
-            ))
-        elif spec and temp > spec.max_operating_temp_c:
-            findings.append(finding(
-                "gpu.thermal_slowdown", "warning", subject, "GPU above its maximum operating temperature",
-                evidence, cooling_cause, action,
-            ))
-        if (peer_delta is not None and peer_delta >= PEER_DELTA_C
-                and (spec is None or temp >= spec.max_operating_temp_c - OUTLIER_FLOOR_BELOW_MAX_C)):
-            findings.append(finding(
-                "gpu.hot_vs_peers", "warning", subject,
-                f"GPU {num(peer_delta)} °C hotter than comparable peers on {node.node_id}", evidence,
-                cooling_cause, action,
-            ))
+    # temp None: the source sent it unreadable; only the clock-event reasons can be judged then
+    if spec and temp is not None and temp >= spec.shutdown_temp_c:
+        findings.append(finding(
+            "gpu.thermal_slowdown", "critical", subject, "GPU at its shutdown temperature", evidence,
+            cooling_cause, "drain the GPU now, before the driver shuts it down; " + action,
+        ))
+    elif spec and temp is not None and (temp >= spec.slowdown_temp_c
+                                        or (temp > spec.max_operating_temp_c and (thermal_names or clock_dropped))):
+        findings.append(finding(
+            "gpu.thermal_slowdown", "critical", subject, "thermal slowdown: GPU throttled by temperature",
+            evidence, cooling_cause, action,
+        ))
+    elif thermal_names and (clock_dropped or (spec and temp is not None and temp > spec.max_operating_temp_c - 10)):
+        findings.append(finding(
+            "gpu.thermal_slowdown", "warning", subject, "thermal clock-event reasons active", evidence,
+            cooling_cause, action,
+        ))
+    elif spec and temp is not None and temp > spec.max_operating_temp_c:
+        findings.append(finding(
+            "gpu.thermal_slowdown", "warning", subject, "GPU above its maximum operating temperature",
+            evidence, cooling_cause, action,
+        ))
+    if (temp is not None and peer_delta is not None and peer_delta >= PEER_DELTA_C
+            and (spec is None or temp >= spec.max_operating_temp_c - OUTLIER_FLOOR_BELOW_MAX_C)):
+        findings.append(finding(
+            "gpu.hot_vs_peers", "warning", subject,
+            f"GPU {num(peer_delta)} °C hotter than comparable peers on {node.node_id}", evidence,
+            cooling_cause, action,
+        ))
     if spec and gpu.memory_temperature_c is not None and gpu.memory_temperature_c >= spec.memory_max_temp_c - MEMORY_MARGIN_C:
         findings.append(finding(
             "gpu.memory_hot", "warning", subject, "HBM temperature near its limit",

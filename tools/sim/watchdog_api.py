@@ -36,6 +36,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gpudoc.tools.js_numbers import js_number
 from gpudoc.tools.models import GpuMetrics, NodeMetrics, SlurmSnapshot
 from gpudoc.tools.sim.dcgm_exporter import DcgmExporter
 from gpudoc.tools.sim.exporter_routes import add_exporter_routes
@@ -188,17 +189,14 @@ def create_watchdog_app(source: ClusterSource, exporter: DcgmExporter | None = N
 # ---- query parameters, as the backend's zod schema reads them ---------------------------------
 
 
-def js_number(text: str | None) -> float | None:
-    """``z.coerce.number()`` on a query string: absent is ``None``, blank is 0, non-numbers fail."""
+def query_number(text: str | None) -> float | None:
+    """``z.coerce.number()`` on a query string: absent is ``None``, otherwise JavaScript's
+    ``Number`` (blank is 0); NaN fails, as zod's check does, and so does an infinite value, which
+    no time window can hold."""
     if text is None:
         return None
-    if not text.strip():
-        return 0.0
-    try:
-        value = float(text)
-    except ValueError:
-        raise QueryError(text) from None
-    if math.isnan(value):
+    value = js_number(text)
+    if not math.isfinite(value):
         raise QueryError(text)
     return value
 
@@ -207,9 +205,12 @@ def history_window(request: Request, now: datetime) -> tuple[datetime, datetime]
     """``start`` and ``end`` as the backend computes them: epoch-ms parameters, else the last
     ``duration`` minutes (60 when absent or 0) up to now."""
     params = request.query_params
-    start, end, duration = (js_number(params.get(name)) for name in ("start", "end", "duration"))
+    start, end, duration = (query_number(params.get(name)) for name in ("start", "end", "duration"))
     minutes = duration or DEFAULT_HISTORY_MINUTES
-    first = _from_ms(start) if start else now - timedelta(minutes=minutes)
+    try:
+        first = _from_ms(start) if start else now - timedelta(minutes=minutes)
+    except OverflowError:  # a duration longer than any date range
+        raise QueryError(str(duration)) from None
     last = _from_ms(end) if end else now
     return first, last
 

@@ -21,7 +21,7 @@ and, when useful, what stands in for it. Note again on every call that degrades 
 facts come from a cache): each tool call has its own collector.
 
 A list the source knows to be incomplete (a backend that returns at most N events, oldest
-first) is also marked with ``note_incomplete(kind, why)``: whoever counts in that list asks
+first) is also marked with ``note_incomplete(kind, why, text)``: whoever counts in that list asks
 ``incomplete(kind)`` and writes the count as unknown, with the reason, instead of a count of
 what happened to arrive.
 """

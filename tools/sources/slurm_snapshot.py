@@ -69,7 +69,7 @@ def build_snapshot(answers: Answers, *, api: str, origin: str, now: datetime) ->
         nodes=nodes,
         jobs=jobs,
         partitions=_partitions(answers.partitions, nodes, origin, notes),
-        queue=_queue(jobs or []),
+        queue=_queue(jobs),
         scheduler=_scheduler(answers, api, origin, notes),
         notes=notes,
         timestamp=now,
@@ -145,7 +145,10 @@ def _partitions(found: Answer | list[SlurmPartition] | None, nodes: list[SlurmNo
     return _parse(items, lambda raw: PartitionWire.model_validate(raw).to_model(gpus_of), "partition", notes)
 
 
-def _queue(jobs: list[SlurmJob]) -> QueueCounts:
+def _queue(jobs: list[SlurmJob] | None) -> QueueCounts:
+    """Jobs per state; every count unknown when the job list could not be read (never 0 for it)."""
+    if jobs is None:
+        return QueueCounts(**dict.fromkeys(QueueCounts.model_fields))
     return QueueCounts(
         pending=sum(j.state == "PENDING" for j in jobs),
         running=sum(j.state in ("RUNNING", "COMPLETING") for j in jobs),

@@ -22,10 +22,13 @@ from typing import Any
 import httpx
 
 from gpudoc.tools.sources.base import SourceError, SourceProtocolError, SourceUnavailableError
-from gpudoc.tools.sources.http_errors import UNTRUSTED_CERTIFICATE, checked_http_url, one_line, transport_reason
-
-#: statuses worth one more try: the server or a proxy in front of it is briefly unwell
-RETRYABLE = frozenset({502, 503, 504})
+from gpudoc.tools.sources.http_errors import (
+    RETRYABLE_STATUSES,
+    UNTRUSTED_CERTIFICATE,
+    checked_http_url,
+    one_line,
+    transport_reason,
+)
 
 
 @dataclass
@@ -204,7 +207,7 @@ class PrometheusClient:
             self.stats.by_path[path] = self.stats.by_path.get(path, 0) + 1
             self.stats.log.append((path, _clip(params.get("query"), 60), len(response.content),
                                    time.perf_counter() - started))
-            if response.status_code in RETRYABLE and attempt < self.retries:
+            if response.status_code in RETRYABLE_STATUSES and attempt < self.retries:
                 await asyncio.sleep(0.2 * 2**attempt)
                 continue
             return _decode(response, service, params.get("query"), envelope=envelope)

@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     db_pool_size: int = option(10, env="GPUDOC_DB_POOL_SIZE", ge=1, le=200,
                                help="PostgreSQL connections per process for threads")
     db_timeout_s: float = option(10.0, env="GPUDOC_DB_TIMEOUT_S", gt=0, le=300,
-                                 help="seconds to connect to PostgreSQL or wait for a free connection")
+                                 help="seconds to connect (or reconnect) to PostgreSQL")
     api_token: str | None = option(None, env="GPUDOC_API_TOKEN", repr=False,
                                    help="require 'Authorization: Bearer <token>' on agent and API routes")
     cors_origins: str = option("", env="GPUDOC_CORS_ORIGINS", help="comma-separated origins allowed to call the API")

@@ -26,7 +26,9 @@ def state_serializer() -> JsonPlusSerializer:
 
 
 class ThreadStoreError(OSError):
-    """The thread database cannot be created or opened (a read-only folder, a file that is not SQLite)."""
+    """The thread store cannot be used: a SQLite file that cannot be created, opened or written (a
+    read-only folder, a file that is not SQLite), a PostgreSQL server that is unreachable or refuses
+    us, a store that is closing, or a probe write that did not come back."""
 
 
 @asynccontextmanager

@@ -68,8 +68,11 @@ async def open_postgres_checkpointer(
 ) -> AsyncIterator[AsyncPostgresSaver]:
     """An ``AsyncPostgresSaver`` on a pool of at most ``pool_size`` connections, migrated, closed on exit.
 
-    ``timeout_s`` bounds connecting and waiting for a free connection. Raises
-    ``ThreadStoreError`` when the database cannot be reached or migrated.
+    ``timeout_s`` bounds connecting, and the pool's wait for a connection it has to make anew (after
+    PostgreSQL restarted). Operations beyond ``pool_size`` at once wait their turn for a free
+    connection without a time limit (the saver's lock, a semaphore of the pool's size): on a busy
+    server a turn queues rather than fails; admission control bounds how many turns there are.
+    Raises ``ThreadStoreError`` when the database cannot be reached or migrated.
     """
     pool = AsyncConnectionPool(
         url, min_size=1, max_size=pool_size, open=False, timeout=timeout_s, name="gpudoc-threads",

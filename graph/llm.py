@@ -20,11 +20,9 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, PrivateAttr, model_validator
 
 from gpudoc.config import Settings
-from gpudoc.graph.stream_reader import DEFAULT_FLUSH_S, CoalescingCompletions
+from gpudoc.graph.stream_reader import DEFAULT_FLUSH_S, REASONING_FIELDS, CoalescingCompletions
 from gpudoc.graph.think_tags import StartMode, ThinkSplitter, split_think_tags
 
-#: vLLM's field names for the reasoning text, newest first
-REASONING_FIELDS = ("reasoning", "reasoning_content")
 #: where this client puts it on the LangChain message
 REASONING_KEY = "reasoning_content"
 
@@ -87,8 +85,8 @@ class ReasoningChatOpenAI(ChatOpenAI):
 
     ``enable_thinking`` (field, or a per-call keyword such as ``model.bind(enable_thinking=False)``)
     becomes ``extra_body.chat_template_kwargs.enable_thinking``; ``None`` leaves the server default.
-    Streamed responses are read by ``graph/stream_reader.py``: tokens that arrive within
-    ``stream_flush_s`` of each other reach the callbacks and the graph as one chunk.
+    Streamed responses are read by ``graph/stream_reader.py``: the first chunk is passed on at
+    once, then what arrives within ``stream_flush_s`` of the last chunk passed on goes as one.
     """
 
     enable_thinking: bool | None = None

@@ -87,11 +87,16 @@ class PostgresThreadLocks:
     """Per-thread locks shared by every process that uses the same PostgreSQL database.
 
     ``acquire(thread_id)`` waits until no other turn of that thread runs anywhere and returns
-    the coroutine function that releases it. ``open_thread_locks`` makes one.
+    the coroutine function that releases it. ``graph/thread_store.open_thread_store`` makes one.
+
+    ``problem`` words a database error for a ``ThreadStoreError`` (naming the database, never its
+    password): a lock that cannot be taken fails the turn as a store error, like any other.
     """
 
-    def __init__(self, connect: Callable[[], Awaitable[psycopg.AsyncConnection]]) -> None:
+    def __init__(self, connect: Callable[[], Awaitable[psycopg.AsyncConnection]], *,
+                 problem: Callable[[BaseException], str] = lambda exc: f"the thread database failed: {exc}") -> None:
         self._connect = connect
+        self._problem = problem
         self._connection: psycopg.AsyncConnection | None = None
         self._generation = 0  # a new session: the locks of the old one are gone
         self._io = asyncio.Lock()  # one statement at a time on the shared connection
@@ -111,9 +116,9 @@ class PostgresThreadLocks:
                     cursor = await self._connection.execute(sql, params)
                     row = await cursor.fetchone()
                     return bool(row and row[0]), self._generation
-                except psycopg.OperationalError:
+                except psycopg.OperationalError as exc:
                     if attempt == 2:
-                        raise
+                        raise ThreadStoreError(self._problem(exc)) from exc
                     log.warning("the thread lock session was lost; locks it held are free again; reconnecting")
                     await self._connection.close()
                     self._connection = None

@@ -45,8 +45,10 @@ except ImportError:  # pragma: no cover - depends on the SDK's version
     _TIMEOUTS = (httpx.TimeoutException,)
     _TRANSPORT = (httpx.RequestError, ssl.SSLError, anyio.EndOfStream)
 
+#: vLLM's field names for the reasoning text, newest first
+REASONING_FIELDS = ("reasoning", "reasoning_content")
 #: delta fields whose text is concatenated when events merge
-TEXT_FIELDS = frozenset({"content", "reasoning", "reasoning_content", "refusal"})
+TEXT_FIELDS = frozenset({"content", "refusal", *REASONING_FIELDS})
 #: passed on at most this long after the last chunk when events keep arriving
 DEFAULT_FLUSH_S = 0.03
 
@@ -77,7 +79,6 @@ class ChunkStream:
 
     def __init__(self, context: Any, response: Any, flush_s: float) -> None:
         self._context = context
-        self._response = response
         self._chunks = coalesce(_events(response), flush_s)
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:

@@ -15,13 +15,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import psycopg
+
 from gpudoc.config import Settings
 from gpudoc.graph.checkpoint import ThreadStoreError, open_checkpointer
 from gpudoc.graph.pg_locks import PostgresThreadLocks, Release
 
 #: how long a database server may take to answer before a turn or a readiness check calls it
-#: unreachable: far below the pool's wait for a free connection (``db_timeout_s``), which is sized
-#: for a busy server, not for one that is gone
+#: unreachable: below the time allowed to connect (``db_timeout_s``), which is sized for a slow
+#: network or a busy server, not for one that is gone
 REACH_TIMEOUT_S = 3.0
 
 
@@ -48,10 +50,7 @@ class ThreadStore:
 
     checkpointer: Any
     description: str  # for logs and messages; never a password
-    shared: bool  # several processes and hosts may use it at once
     shared_locks: SharedThreadLocks = field(default_factory=NoSharedThreadLocks)
-    #: why the store failed, in words naming it and the setting to check (database servers)
-    explain_failure: Callable[[BaseException], Awaitable[str]] | None = None
     #: raises ``ThreadStoreError`` naming the database when it does not answer within
     #: ``REACH_TIMEOUT_S`` (database servers; a local file has nothing to reach)
     check_reachable: Callable[[], Awaitable[None]] | None = None
@@ -65,33 +64,17 @@ async def open_thread_store(settings: Settings) -> AsyncIterator[ThreadStore]:
     """
     if not settings.db_url:
         async with open_checkpointer(settings.db_path) as saver:
-            yield ThreadStore(checkpointer=saver, description=f"SQLite file {settings.db_path}", shared=False)
+            yield ThreadStore(checkpointer=saver, description=f"SQLite file {settings.db_path}")
         return
 
-    import psycopg
-
-    from gpudoc.graph.checkpoint_postgres import (
-        connect,
-        connection_problem,
-        describe_url,
-        open_postgres_checkpointer,
-    )
+    from gpudoc.graph.checkpoint_postgres import connect, connection_problem, describe_url, open_postgres_checkpointer
 
     url, timeout_s = settings.db_url, settings.db_timeout_s
-
-    async def explain(error: BaseException) -> str:
-        """Why the pool failed, as a fresh connection sees it (a pool timeout alone says nothing)."""
-        try:
-            connection = await connect(url, timeout_s=min(timeout_s, REACH_TIMEOUT_S))
-        except ThreadStoreError as exc:
-            return str(exc)
-        await connection.close()
-        return connection_problem(url, error)
-
     async with AsyncExitStack() as stack:
         saver = await stack.enter_async_context(
             open_postgres_checkpointer(url, pool_size=settings.db_pool_size, timeout_s=timeout_s))
-        locks = PostgresThreadLocks(lambda: connect(url, timeout_s=timeout_s))
+        locks = PostgresThreadLocks(lambda: connect(url, timeout_s=timeout_s),
+                                    problem=lambda exc: connection_problem(url, exc))
         stack.push_async_callback(locks.aclose)
         bound_s = min(timeout_s, REACH_TIMEOUT_S)
 
@@ -106,5 +89,5 @@ async def open_thread_store(settings: Settings) -> AsyncIterator[ThreadStore]:
             except (psycopg.Error, OSError) as exc:
                 raise ThreadStoreError(connection_problem(url, exc)) from exc
 
-        yield ThreadStore(checkpointer=saver, description=f"PostgreSQL {describe_url(url)}", shared=True,
-                          shared_locks=locks, explain_failure=explain, check_reachable=reachable)
+        yield ThreadStore(checkpointer=saver, description=f"PostgreSQL {describe_url(url)}",
+                          shared_locks=locks, check_reachable=reachable)

@@ -81,6 +81,7 @@ class ServerMetrics:
         )
         self.turns_admitted = Gauge(
             "gpudoc_turns_in_flight", "Turns admitted and not finished (a batch counts each input).", registry=r,
+            multiprocess_mode="livesum",
         )
         self.turns_refused = Counter(
             "gpudoc_turns_refused", "Turn requests refused with 429 because the server was at its limit.", registry=r,

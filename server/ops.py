@@ -2,7 +2,7 @@
 
 Why liveness and readiness apart: a load balancer should stop sending questions while the
 cluster source or the conversation store is unusable (readiness), but an orchestrator must not
-restart a healthy process because a dependency is (liveness).
+restart a healthy process because a dependency failed (liveness).
 
 Why an unreachable model is "degraded", not "not ready": without the model gpudoc still answers,
 from its deterministic diagnosis, labelled as such. The model is one vLLM shared by every replica,
@@ -79,17 +79,19 @@ async def check_store(store: ThreadStore | None, timeout_s: float) -> CheckResul
     if store is None:
         return CheckResult(ok=False, detail="the conversation store is not open (server starting or stopping)",
                            latency_ms=0.0)
+
+    async def reachable_and_writable() -> None:
+        if store.check_reachable is not None:  # a database server that is gone: said at once, naming it
+            await store.check_reachable()
+        await probe_store(store.checkpointer)
+
     try:
-        await asyncio.wait_for(probe_store(store.checkpointer), timeout=timeout_s)
+        await asyncio.wait_for(reachable_and_writable(), timeout=timeout_s)
         ok, detail = True, f"the conversation store ({store.description}) takes writes"
-    except (asyncio.TimeoutError, ThreadStoreError) as exc:
-        ok = False
-        if store.explain_failure is not None:  # a database server: why, as a fresh connection sees it
-            detail = await store.explain_failure(exc)
-        elif isinstance(exc, asyncio.TimeoutError):
-            detail = f"the conversation store did not answer a write within {timeout_s:g} s"
-        else:
-            detail = str(exc)
+    except asyncio.TimeoutError:
+        ok, detail = False, f"the conversation store ({store.description}) did not answer a write within {timeout_s:g} s"
+    except ThreadStoreError as exc:
+        ok, detail = False, str(exc)
     return CheckResult(ok=ok, detail=detail, latency_ms=round((time.perf_counter() - started) * 1000, 1))
 
 

@@ -61,7 +61,7 @@ NOT_SAVED_PREFIX = "The turn was not saved: "
 
 def not_run(problem: ThreadStoreError) -> ErrorEvent:
     """The error of a turn refused before it ran because its store is unreachable."""
-    return ErrorEvent(kind="store", message=f"{NOT_SAVED_PREFIX}{problem} Nothing of this turn ran; check /readyz.")
+    return ErrorEvent(kind="store", message=f"{NOT_SAVED_PREFIX}{str(problem).rstrip('.')}. Nothing of this turn ran; check /readyz.")
 
 
 class TurnFailedError(RuntimeError):

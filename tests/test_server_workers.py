@@ -128,6 +128,9 @@ def test_two_workers_share_one_port_one_thread_and_one_metrics_page(tmp_path: Pa
             responses = asyncio.run(_concurrently(lambda q: asyncio.to_thread(ask, base_url, q), questions))
             assert [r.status_code for r in responses] == [200] * len(questions)
             assert metric(base_url, "gpudoc_agent_turns_total", outcome="answered") == len(questions)
+            in_flight = [line for line in httpx.get(base_url + "/metrics").text.splitlines()
+                         if line.startswith("gpudoc_turns_in_flight")]
+            assert in_flight == ["gpudoc_turns_in_flight 0.0"]  # one sum over the workers, not a series per pid
             os.kill(workers[0], signal.SIGKILL)  # a worker dies: it is replaced, on the same port
             replaced = listening_workers(llm_url, port, gone=workers[0])
             assert len(replaced) == 2 and workers[0] not in replaced

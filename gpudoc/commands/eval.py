@@ -194,7 +194,7 @@ async def _evaluate(args: argparse.Namespace, suite: list[EvalCase], cases: list
                 raise CliError(f"no model to evaluate: {probe.error}")
             served, double = probe.model, probe.test_double
             settings = settings.model_copy(update={"llm_model": served})
-            label = args.recording or (DEFAULT_RECORDING if args.stub else _slug(served))
+            label = args.recording or (DEFAULT_RECORDING if args.stub else _slug(double or served))
             model, answers_from = _who_answers(served, double, settings.llm_base_url, own_stub=bool(args.stub))
             plan = RunPlan(mode="record" if args.record else "live", settings=settings,
                            recording_dir=recording_dir(label), answers_from=answers_from,

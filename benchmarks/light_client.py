@@ -7,8 +7,7 @@ parses every response with h11 and splits it into decoded lines, which took 0.25
 ``wrk``, this client sends a prepared request and scans raw bytes: the status line, the first
 answer text, and the ``end`` or ``error`` event, about 0.1 CPU s a burst.
 
-What "first answer text" means is the same as ``server_stream.read_agent_stream``: the first
-``"content":"`` with something in it.
+"First answer text": the first ``"content":"`` with something in it, in any event of the stream.
 """
 
 from __future__ import annotations

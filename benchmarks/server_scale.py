@@ -35,118 +35,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.doubles, tests.services
-
-from light_client import Stream, stream_once  # noqa: E402
-from server_stream import percentile  # noqa: E402
+from light_client import Stream, stream_once
+from serving import QUESTION, Process, gpudoc_serve, percentile, stub_vllm  # puts the repository on sys.path
 from tests.doubles.stub_vllm import STUB_MODEL  # noqa: E402
-from tests.services import free_port  # noqa: E402
+from tests.served_gpudoc import metric  # noqa: E402
 from tests.services.postgres import PostgresServer  # noqa: E402
 
-GPUDOC = Path(sys.executable).parent / "gpudoc"
-QUESTION = "Is node-2 running hot?"
-SCENARIO = "thermal-throttle@node-2/gpu-3"
-SERVE_URL = re.compile(r"chat page on (http://\S+?)/ ")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: admission limit that admits every stream of these bursts (what is measured is the work, not refusals)
 UNLIMITED = 10_000
 
 
-# ---- processes ----------------------------------------------------------------------------------
-
-
-def wait_until_up(url: str, what: str, log: Path | None = None) -> None:
-    for _ in range(600):
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not come up" + (f": {log.read_text()[-2000:]}" if log else ""))
-
-
-@dataclass
-class Stub:
-    url: str
-    pid: int
-
-
 @contextmanager
-def stub_vllm(*, reasoning_words: int = 0, answer_words: int = 0, pace_s: float = 0.0) -> Iterator[Stub]:
-    """The stub vLLM server (test double) as a process; yields its /v1 base URL and pid."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.doubles.stub_vllm", "--port", str(port), "--token-delay", str(pace_s),
-         "--reasoning-words", str(reasoning_words), "--answer-words", str(answer_words)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}/v1"
-        wait_until_up(url + "/models", "the stub vLLM server")
-        yield Stub(url, process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@dataclass
-class Served:
-    url: str
-    pid: int
-
-
-@contextmanager
-def gpudoc_serve(llm_url: str, db_url: str, workers: int, logs: Path,
-                 admission: int | None = UNLIMITED) -> Iterator[Served]:
-    """``gpudoc serve --workers N`` on PostgreSQL as a process; stopped with SIGTERM.
-
-    ``admission``: turns each worker takes at once (``GPUDOC_MAX_CONCURRENT_TURNS``); ``None``
-    leaves the server's default.
-    """
-    log = logs / f"serve-{uuid.uuid4().hex[:8]}.log"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("GPUDOC_", "LLM_"))}
-    if admission is not None:
-        environment["GPUDOC_MAX_CONCURRENT_TURNS"] = str(admission)
-    command = [str(GPUDOC), "serve", "--port", "0", "--llm-base-url", llm_url, "--db-url", db_url,
-               "--workers", str(workers), "--scenario", SCENARIO, "--log-level", "info"]
-    with log.open("w") as output:
-        process = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        match = None
-        for _ in range(600):
-            match = SERVE_URL.search(log.read_text())
-            if match or process.poll() is not None:
-                break
-            time.sleep(0.05)
-        if not match:
-            raise RuntimeError(f"gpudoc serve did not start: {log.read_text()[-2000:]}")
-        wait_until_up(match.group(1) + "/healthz", "gpudoc serve", log)
-        for _ in range(600):  # every worker has opened its source, store and model client
-            if log.read_text().count('"gpudoc server ready"') >= workers:
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(f"not every worker started: {log.read_text()[-2000:]}")
-        yield Served(match.group(1), process.pid)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def serve_on_postgres(llm_url: str, db_url: str, workers: int, logs: Path,
+                      admission: int | None = UNLIMITED) -> Iterator[Process]:
+    """``gpudoc serve --workers N`` on PostgreSQL; ``admission``: turns each worker takes at once
+    (``GPUDOC_MAX_CONCURRENT_TURNS``), ``None`` for the server's default."""
+    env = {"GPUDOC_MAX_CONCURRENT_TURNS": str(admission)} if admission is not None else {}
+    with gpudoc_serve(Path(tempfile.mkdtemp(dir=logs)), llm_url, "--db-url", db_url, workers=workers,
+                      env=env) as served:
+        yield served
 
 
 def cpu_seconds(pid: int) -> float:
@@ -168,10 +87,7 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 def completion_tokens(base_url: str) -> float:
-    for line in httpx.get(base_url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith('gpudoc_llm_tokens_total{kind="completion"}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return metric(base_url, "gpudoc_llm_tokens_total", kind="completion")
 
 
 def load_average() -> str:
@@ -243,7 +159,7 @@ class TokenCost:
 
 def server_turn_cpu(llm_url: str, db_url: str, logs: Path, turns: int, concurrency: int) -> tuple[float, float]:
     """(CPU seconds per turn, completion tokens per turn) of ``gpudoc serve`` (one worker)."""
-    with gpudoc_serve(llm_url, db_url, 1, logs) as served:
+    with serve_on_postgres(llm_url, db_url, 1, logs) as served:
         asyncio.run(sequential_turns(served.url, 2, 1))  # warm-up
         cpu, tokens = cpu_seconds(served.pid), completion_tokens(served.url)
         asyncio.run(sequential_turns(served.url, turns, concurrency))
@@ -274,13 +190,13 @@ class Burst:
         return ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.cpu_s.items())
 
 
-def burst(served: Served, count: int, parties: dict[str, int]) -> Burst:
+def burst(served: Process, count: int, parties: dict[str, int]) -> Burst:
     """``count`` streams at once after a warm-up; with the CPU time of the server, the stub,
     PostgreSQL (``parties``: name -> pid of a process tree) and this client."""
     asyncio.run(streams_at_once(served.url, 8))  # warm-up: every worker has served a turn
     workers = [int(pid) for pid in Path(f"/proc/{served.pid}/task/{served.pid}/children").read_text().split()
                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    trees = {"gpudoc serve": served.pid, **{f"worker {n + 1}": pid for n, pid in enumerate(workers)}, **parties}
+    trees = {"gpudoc serve total": served.pid, **{f"worker {n + 1}": pid for n, pid in enumerate(workers)}, **parties}
     before = {name: tree_cpu_seconds(pid) for name, pid in trees.items()}
     client = time.process_time()
     wall, streams = asyncio.run(streams_at_once(served.url, count))
@@ -338,7 +254,7 @@ def main() -> None:
                 parties = {"stub": stub.pid, "postgres": database.pid}
                 for repeat in range(args.repeats):
                     for workers in ((1, 2) if repeat % 2 == 0 else (2, 1)):
-                        with gpudoc_serve(stub.url, db_url, workers, logs) as served:
+                        with serve_on_postgres(stub.url, db_url, workers, logs) as served:
                             result = burst(served, args.burst, parties)
                         walls[workers].append(result.wall_s)
                         print(f"  burst of {args.burst}, {workers} worker(s): {result.wall_s:6.2f} s; "
@@ -356,7 +272,7 @@ def main() -> None:
                 for admission, label in ((UNLIMITED, "every stream admitted"),
                                          (args.admission, "with admission control")):
                     for workers in (1, 2):
-                        with gpudoc_serve(stub.url, db_url, workers, logs, admission) as served:
+                        with serve_on_postgres(stub.url, db_url, workers, logs, admission) as served:
                             result = burst(served, args.streams, parties)
                         print(f"  {workers} worker(s), {label}: wall {result.wall_s:.2f} s; "
                               f"{describe(result.streams)}; CPU s: {result.cpu_text()}", flush=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +59,9 @@ def stub() -> Iterator["StubVllmServer"]:  # noqa: F821
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def db_url(postgres_server: "PostgresServer") -> str:  # noqa: F821
+    """A PostgreSQL database of this test's own, on the session's server."""
+    return postgres_server.create_database(f"t_{uuid.uuid4().hex[:12]}")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from gpudoc.server.app import create_app
 from gpudoc.server.settings import ServerSettings
@@ -42,14 +43,22 @@ def settings_for(tmp_path: Path, llm_base_url: str, **overrides: Any) -> ServerS
 
 
 @asynccontextmanager
-async def serving(settings: ServerSettings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan running, and a client talking to it in process."""
+async def running(settings: ServerSettings, *, timeout_s: float = 60) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The app (one worker: its own source, store connections and model client) with its lifespan
+    running, and a client talking to it in process."""
     app = create_app(settings, source=SimSource.create(seed=42, nodes=4, scenarios=["thermal-throttle@node-2/gpu-3"],
                                                        realtime=False))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gpudoc.test", timeout=30) as client:
-            yield client
+        async with httpx.AsyncClient(transport=transport, base_url="http://gpudoc.test", timeout=timeout_s) as client:
+            yield app, client
+
+
+@asynccontextmanager
+async def serving(settings: ServerSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """``running``, for the tests that only need the client."""
+    async with running(settings, timeout_s=30) as (_app, client):
+        yield client
 
 
 def sse_records(text: str) -> list[tuple[str, Any]]:

@@ -3,7 +3,6 @@ TEST DOUBLE) writes its answer slowly, the deadline ends the turn with what stre
 
 from __future__ import annotations
 
-from typing import Any
 
 from gpudoc.config import Settings
 from gpudoc.graph.agent import build_agent
@@ -11,15 +10,13 @@ from gpudoc.graph.contracts import DoneEvent, StatusEvent, TokenEvent, ToolEndEv
 from gpudoc.graph.deadline import stream_turn_within
 from gpudoc.graph.llm import build_chat_model
 from gpudoc.tools.sim.source import SimSource
-from tests.doubles.stub_vllm import STUB_MODEL, StubReply, StubVllmServer, keyword_policy
+from tests.doubles.keyword_policy import keyword_then_answer
+from tests.doubles.stub_vllm import STUB_MODEL, StubVllmServer
 
 SLOW_ANSWER = "GPU 3 of node-2 reads 89.2 °C and throttles. " * 200
 
 
-def slow_answer_policy(body: dict[str, Any]) -> StubReply:
-    if any(message.get("role") == "tool" for message in body.get("messages") or []):
-        return StubReply(content=SLOW_ANSWER)
-    return keyword_policy(body)
+slow_answer_policy = keyword_then_answer(SLOW_ANSWER)
 
 
 async def test_a_turn_past_its_deadline_ends_with_the_streamed_answer_and_a_note() -> None:

@@ -10,46 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
 from langchain_core.messages import AIMessage, HumanMessage
 
 from gpudoc.graph.checkpoint import ThreadStoreError, probe_store
 from gpudoc.graph.checkpoint_postgres import connect, open_postgres_checkpointer
 from gpudoc.graph.pg_locks import PostgresThreadLocks
-from gpudoc.server.app import create_app
 from gpudoc.server.settings import ServerSettings
 from gpudoc.server.turns import valid_thread_id
-from gpudoc.tools.sim.source import SimSource
 from tests.doubles.stub_vllm import STUB_MODEL, StubVllmServer, keyword_policy
+from tests.served_app import running
 from tests.services import free_port
-
-
-@pytest.fixture
-def db_url(postgres_server: Any) -> str:
-    return postgres_server.create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
 def server_settings(db_url: str, llm_url: str) -> ServerSettings:
     return ServerSettings(llm_base_url=llm_url, llm_model=STUB_MODEL, llm_max_retries=0, db_url=db_url,
                           db_pool_size=4, api_token=None, cors_origins="", readiness_timeout_s=2.0)
-
-
-@asynccontextmanager
-async def worker(settings: ServerSettings) -> AsyncIterator[httpx.AsyncClient]:
-    """One server app (a worker: its own source, pool, lock session and model client) and a client."""
-    app = create_app(settings, source=SimSource.create(seed=42, nodes=4, scenarios=["thermal-throttle@node-2/gpu-3"],
-                                                       realtime=False))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gpudoc.test",
-                                     timeout=60) as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
 
 
 async def ask(client: httpx.AsyncClient, question: str, thread_id: str) -> str:
@@ -59,8 +40,8 @@ async def ask(client: httpx.AsyncClient, question: str, thread_id: str) -> str:
     return response.json()["output"]["content"]
 
 
-async def thread_messages(client: httpx.AsyncClient, thread_id: str) -> list[Any]:
-    agent = client.app.state.runtime.turns.agent  # type: ignore[attr-defined]
+async def thread_messages(app: FastAPI, thread_id: str) -> list[Any]:
+    agent = app.state.runtime.turns.agent
     state = await agent.aget_state({"configurable": {"thread_id": thread_id}})
     return list(state.values.get("messages") or [])
 
@@ -197,13 +178,13 @@ async def test_a_thread_written_through_one_worker_continues_through_another_and
     stub = StubVllmServer()
     with stub as llm_url:
         settings = server_settings(db_url, llm_url)
-        async with worker(settings) as first, worker(settings) as second:
+        async with running(settings) as (_, first), running(settings) as (_, second):
             await ask(first, "Is node-2 running hot?", thread)
             await ask(second, "And node-3?", thread)
         assert questions_sent(stub)[-1] == ["Is node-2 running hot?", "And node-3?"]
-        async with worker(settings) as restarted:  # every pool and session of the others is closed
+        async with running(settings) as (app, restarted):  # every pool and session of the others is closed
             await ask(restarted, "Which GPUs need an RMA?", thread)
-            messages = await thread_messages(restarted, thread)
+            messages = await thread_messages(app, thread)
     assert questions_sent(stub)[-1] == ["Is node-2 running hot?", "And node-3?", "Which GPUs need an RMA?"]
     kept = [(type(m).__name__, m.content) for m in messages if isinstance(m, HumanMessage)
             or (isinstance(m, AIMessage) and not m.tool_calls)]
@@ -217,9 +198,9 @@ async def test_concurrent_turns_of_one_thread_on_two_workers_are_all_kept(db_url
     questions = [f"Is node-{n} running hot?" for n in range(6)]
     with StubVllmServer(token_delay=0.002) as llm_url:  # turns long enough to overlap
         settings = server_settings(db_url, llm_url)
-        async with worker(settings) as first, worker(settings) as second:
+        async with running(settings) as (app, first), running(settings) as (_, second):
             answers = await asyncio.gather(*(ask((first, second)[n % 2], q, thread) for n, q in enumerate(questions)))
-            messages = await thread_messages(first, thread)
+            messages = await thread_messages(app, thread)
     assert all(answers)
     asked = [m.content for m in messages if isinstance(m, HumanMessage)]
     assert sorted(asked) == sorted(questions)  # none lost, none twice
@@ -228,7 +209,7 @@ async def test_concurrent_turns_of_one_thread_on_two_workers_are_all_kept(db_url
 
 async def test_readyz_reports_the_database_down_and_back(db_url: str, postgres_server: Any) -> None:
     with StubVllmServer() as llm_url:
-        async with worker(server_settings(db_url, llm_url)) as client:
+        async with running(server_settings(db_url, llm_url)) as (_, client):
             assert (await client.get("/readyz")).json()["checks"]["store"]["ok"] is True
             postgres_server.stop()
             try:
@@ -248,7 +229,7 @@ async def test_a_turn_on_a_thread_with_the_database_down_fails_visibly_and_names
 ) -> None:
     body = {"input": {"messages": [{"type": "human", "content": "Is node-2 running hot?"}]}}
     with StubVllmServer() as llm_url:
-        async with worker(server_settings(db_url, llm_url)) as client:
+        async with running(server_settings(db_url, llm_url)) as (_, client):
             postgres_server.stop()
             try:
                 invoked = await client.post("/agent/invoke", headers={"X-Thread-Id": "thread-down-1"}, json=body)
@@ -272,7 +253,7 @@ async def test_turns_without_a_thread_are_refused_at_once_when_the_database_is_d
     stub = StubVllmServer()
     with stub as llm_url:
         settings = server_settings(db_url, llm_url).model_copy(update={"db_timeout_s": patient})
-        async with worker(settings) as client:
+        async with running(settings) as (_, client):
             postgres_server.stop()
             try:
                 chatted, invoked, streamed = await asyncio.wait_for(asyncio.gather(
@@ -303,7 +284,7 @@ async def test_a_database_lost_during_a_turn_is_named_and_its_clean_up_does_not_
 
     with StubVllmServer(policy=database_goes_down) as llm_url:
         settings = server_settings(db_url, llm_url).model_copy(update={"db_timeout_s": 5.0})
-        async with worker(settings) as client:
+        async with running(settings) as (_, client):
             try:
                 chatted = await client.post("/api/agent/chat", json={"message": "Is node-2 running hot?"})
                 cleaned_up_before_the_answer = "a private thread could not be deleted" in caplog.text

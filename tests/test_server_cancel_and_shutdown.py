@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from tests.doubles import stub_vllm
-from tests.doubles.stub_vllm import StubReply, StubVllmServer, keyword_policy
+from tests.doubles.keyword_policy import keyword_then_answer
+from tests.doubles.stub_vllm import StubVllmServer
 from tests.served_gpudoc import gpudoc_serve, gpudoc_serve_process, metric
 
 
@@ -56,11 +57,9 @@ def eventually_counted(url: str, name: str, **labels: str) -> float:
     return value
 
 
-def long_answer_policy(body: dict[str, Any]) -> StubReply:
-    """Tools as usual, then an answer long enough (streamed slowly) to leave in the middle of."""
-    if any(message.get("role") == "tool" for message in body.get("messages") or []):
-        return StubReply(content="GPU 3 of node-2 reads 89.2 °C. " * 400)
-    return keyword_policy(body)
+#: an answer long enough (streamed slowly) to leave in the middle of
+LONG_ANSWER = "GPU 3 of node-2 reads 89.2 °C. " * 400
+long_answer_policy = keyword_then_answer(LONG_ANSWER)
 
 
 def test_disconnecting_client_cancels_the_llm_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,10 +115,7 @@ def test_a_client_leaving_the_original_chat_cancels_its_turn(tmp_path: Path, mon
 SHORT_ANSWER = "GPU 3 of node-2 reads 89.2 °C. " * 60
 
 
-def short_answer_policy(body: dict[str, Any]) -> StubReply:
-    if any(message.get("role") == "tool" for message in body.get("messages") or []):
-        return StubReply(content=SHORT_ANSWER)
-    return keyword_policy(body)
+short_answer_policy = keyword_then_answer(SHORT_ANSWER)
 
 
 def stream_until_end(url: str, on_first_token: Any) -> tuple[str, list[str]]:
@@ -184,5 +180,5 @@ def test_sigterm_cuts_what_outlasts_the_grace_period(tmp_path: Path) -> None:
         process.wait(timeout=20)
         stopped_after = time.monotonic() - signalled[0]
     assert events[-1] == "cut"
-    assert len(answer) < len(long_answer_policy({"messages": [{"role": "tool"}]}).content)
+    assert len(answer) < len(LONG_ANSWER)
     assert stopped_after < 8  # one second of grace, then the stream was cut and the server stopped

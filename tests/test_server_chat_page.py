@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from tests.doubles.stub_vllm import PLANNING_TEXT, StubReply, StubVllmServer, keyword_policy, planning_text_policy
+from tests.doubles.keyword_policy import keyword_then_answer
+from tests.doubles.stub_vllm import PLANNING_TEXT, StubVllmServer, planning_text_policy
 from tests.served_gpudoc import REPO, gpudoc_serve
 from tests.services.chromium import browser_page, chromium_or_skip
 
@@ -123,14 +124,11 @@ def test_chat_page_renders_no_link_image_or_html_from_an_answer(tmp_path: Path) 
     chromium_or_skip()
     remote = _CountingServer()
 
-    def markup_policy(body: dict[str, Any]) -> StubReply:
-        """Tools as usual, then an answer full of markup a hostile text could talk a model into."""
-        if any(message.get("role") == "tool" for message in body.get("messages") or []):
-            return StubReply(content=(
-                f"**node-3 is drained.** [Re-authenticate to gpudoc]({remote.origin}/login) "
-                f"![status]({remote.origin}/pixel.png?d=cluster) <img src=\"{remote.origin}/raw.png\"> "
-                f"<a href=\"{remote.origin}/a\">click</a> www.evil.example\n\n| GPU | temp |\n|---|---|\n| 0 | 63.0 |\n"))
-        return keyword_policy(body)
+    # tools as usual, then an answer full of markup a hostile text could talk a model into
+    markup_policy = keyword_then_answer(
+        f"**node-3 is drained.** [Re-authenticate to gpudoc]({remote.origin}/login) "
+        f"![status]({remote.origin}/pixel.png?d=cluster) <img src=\"{remote.origin}/raw.png\"> "
+        f"<a href=\"{remote.origin}/a\">click</a> www.evil.example\n\n| GPU | temp |\n|---|---|\n| 0 | 63.0 |\n")
 
     try:
         with StubVllmServer(policy=markup_policy) as llm_url, \

@@ -10,36 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from gpudoc.graph.agent import build_agent
 from gpudoc.graph.checkpoint import open_checkpointer
 from gpudoc.graph.runner import run_turn
-from gpudoc.server.app import create_app
-from gpudoc.server.settings import ServerSettings
 from gpudoc.tools.sim.source import SimSource
 from tests.doubles.stub_vllm import StubReply, StubToolCall, StubVllmServer, keyword_policy
-from tests.served_app import closed_port_url, human, metric_value, settings_for, sse_records
+from tests.served_app import closed_port_url, human, metric_value, running, settings_for, sse_records
 
 QUESTION = "Is node-2 running hot?"
-
-
-@asynccontextmanager
-async def running(settings: ServerSettings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """The app with its lifespan running, and a client talking to it in process."""
-    app = create_app(settings, source=SimSource.create(seed=42, nodes=4, scenarios=["thermal-throttle@node-2/gpu-3"],
-                                                       realtime=False))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gpudoc.test", timeout=60) as client:
-            yield app, client
 
 
 # ------------------------------------------------------------------------------------------------

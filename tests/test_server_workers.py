@@ -110,8 +110,7 @@ def stored_questions(db_url: str, thread_id: str) -> list[str]:
     return asyncio.run(read())
 
 
-def test_two_workers_share_one_port_one_thread_and_one_metrics_page(tmp_path: Path, postgres_server: Any) -> None:
-    db_url = postgres_server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+def test_two_workers_share_one_port_one_thread_and_one_metrics_page(tmp_path: Path, db_url: str) -> None:
     thread = f"thread-{uuid.uuid4().hex}"
     questions = [f"Is node-{n} running hot?" for n in range(4)]
     stub = StubVllmServer(token_delay=0.002)

@@ -9,7 +9,7 @@ import json
 import re
 from typing import Any, Iterator
 
-from tests.doubles.stub_reply import StubReply, StubToolCall
+from tests.doubles.stub_reply import Policy, StubReply, StubToolCall
 from tests.doubles.vllm_wire import message_text
 
 _NODE_RE = re.compile(r"\bnode[-_ ]?(\d+)\b", re.IGNORECASE)
@@ -183,3 +183,15 @@ def planning_text_policy(body: dict[str, Any]) -> StubReply:
     if reply.tool_calls:
         reply.content = PLANNING_TEXT
     return reply
+
+
+def keyword_then_answer(answer: str) -> Policy:
+    """The keyword policy's tool calls, then ``answer`` once tool results are in: for the tests
+    about what happens to a given answer (long enough to leave in the middle of, full of markup)."""
+
+    def policy(body: dict[str, Any]) -> StubReply:
+        if any(message.get("role") == "tool" for message in body.get("messages") or []):
+            return StubReply(content=answer)
+        return keyword_policy(body)
+
+    return policy

@@ -26,9 +26,11 @@ OWNER = "postgres"
 
 
 def require_postgres() -> Path:
-    """The directory of PostgreSQL 15's server binaries (skip, or fail in CI, without them)."""
-    require_binary("initdb", package="postgresql", candidates=(str(BIN / "initdb"),))
-    return BIN
+    """The directory of PostgreSQL's server binaries: Debian's 15 where installed, else the one
+    whose ``initdb`` is on PATH (skip, or fail in CI, without either)."""
+    if (BIN / "initdb").exists():
+        return BIN
+    return require_binary("initdb", package="postgresql").resolve().parent
 
 
 class PostgresServer:
@@ -37,6 +39,7 @@ class PostgresServer:
         self.data = root / "data"
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.binaries = BIN  # found again by ``start``
         self._as_owner = os.geteuid() == 0
         self.user = OWNER if self._as_owner else pwd.getpwuid(os.getuid()).pw_name
 
@@ -58,7 +61,7 @@ class PostgresServer:
 
     def start(self) -> None:
         """Create the cluster (first time only) and start the server; returns once it accepts connections."""
-        binaries = require_postgres()
+        self.binaries = binaries = require_postgres()
         if not self.data.exists():
             if self._as_owner:
                 shutil.chown(self.root, OWNER, OWNER)
@@ -84,7 +87,7 @@ class PostgresServer:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"postgres exited with {self.process.returncode}:\n{self.log_tail()}")
-            ready = subprocess.run([str(BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+            ready = subprocess.run([str(self.binaries / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
                                    capture_output=True)
             if ready.returncode == 0:
                 return
@@ -106,7 +109,7 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         """A fresh database (a test's own tables); its URL."""
-        subprocess.run([str(BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name],
+        subprocess.run([str(self.binaries / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name],
                        check=True, capture_output=True)
         return self.database_url(name)
 

@@ -71,14 +71,17 @@ def worker_app(settings: ServerSettings, log_level: str) -> FastAPI:
 
 
 class _Supervisor(Multiprocess):
-    """uvicorn's supervisor, telling the metrics when a worker is gone (its in-flight gauge no longer counts)."""
+    """uvicorn's supervisor, telling the metrics when a worker is gone (its in-flight gauges no
+    longer count), whichever way it went: died and replaced, replaced on SIGHUP, retired on SIGTTOU."""
+
+    _seen: frozenset[int] = frozenset()
 
     def keep_subprocess_alive(self) -> None:
-        before = {process.pid for process in self.processes}
-        super().keep_subprocess_alive()
-        for pid in before - {process.pid for process in self.processes}:
-            if pid is not None:
-                multiprocess.mark_process_dead(pid)
+        super().keep_subprocess_alive()  # called on every tick of the supervisor's loop
+        alive = frozenset(process.pid for process in self.processes if process.pid is not None)
+        for pid in self._seen - alive:
+            multiprocess.mark_process_dead(pid)
+        self._seen = alive
 
 
 def serve_workers(settings: ServerSettings, port: socket.socket, *, log_level: str) -> int:

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from tests.served_app import metric_value
+
 REPO = Path(__file__).resolve().parents[1]
 GPUDOC = Path(sys.executable).parent / "gpudoc"  # the installed command, as an operator runs it
 SERVE_URL = re.compile(r"chat page on (http://\S+?)/ ")
@@ -82,10 +84,5 @@ def wait_until_healthy(base_url: str, server_output: Any, *, headers: dict[str, 
 
 
 def metric(base_url: str, name: str, **labels: str) -> float:
-    text = httpx.get(base_url + "/metrics").text
-    for line in text.splitlines():
-        head, _, value = line.rpartition(" ")
-        metric_name, _, label_text = head.partition("{")
-        if metric_name == name and all(f'{k}="{v}"' in label_text for k, v in labels.items()):
-            return float(value)
-    return 0.0
+    """A metric of the running server, summed over the series with ``labels``."""
+    return metric_value(httpx.get(base_url + "/metrics").text, name, **labels)

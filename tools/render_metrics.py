@@ -198,9 +198,12 @@ def render_current_metrics(nodes: Sequence[NodeMetrics]) -> dict[str, Any]:
             "power_w_total": r1(sum(powers)) if (powers := _known(g.power_w for g in live)) else None,
         }
         header["cluster"] = without_none(header["cluster"])
-        unreported = sum(g.temperature_c is None or g.utilization_pct is None or g.power_w is None for g in live)
-        if unreported:
-            header["cluster"]["partial"] = f"{unreported} GPU(s) with readings not reported left out of these"
+        unreported = [f"{name} of {count} GPU(s)" for name, count in (
+            ("utilization", sum(g.utilization_pct is None for g in live)),
+            ("temperature", sum(g.temperature_c is None for g in live)),
+            ("power", sum(g.power_w is None for g in live))) if count]
+        if unreported:  # each figure leaves out only the GPUs that lack its own reading
+            header["cluster"]["partial"] = "not reported, so left out of these: " + ", ".join(unreported)
     header["nodes_with_anomalies"] = sum(1 for e in entries if "anomalies" in e)
     ranked = sorted(entries, key=_priority)
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from gpudoc.tools.diagnosis.facts import ClusterFacts
 from gpudoc.tools.diagnosis.findings import Finding, Severity
 from gpudoc.tools.diagnosis.rules import finding, gpu_subject
-from gpudoc.tools.diagnosis.xid import XID_LOOKBACK, XID_TABLE, xid_meaning
+from gpudoc.tools.diagnosis.xid import XID_LOOKBACK, XID_TABLE, recent_events, xid_meaning
 from gpudoc.tools.models import GpuMetrics, NodeMetrics, SlurmNode
 
 #: a GPU whose last reading is older than this (while its node still reports) is stale
@@ -211,7 +211,7 @@ def _drained_for_xid(now: datetime, node: NodeMetrics, slurm_name: str, reason: 
 def _telemetry_xid(now: datetime, gpus: list[GpuMetrics], xid: int) -> str | None:
     """Evidence that telemetry saw ``xid`` on one of ``gpus``, or None."""
     for gpu in gpus:
-        events = [e for e in gpu.xid_events or [] if e.xid == xid and now - e.timestamp <= XID_LOOKBACK]
+        events = [e for e in recent_events(gpu, now) if e.xid == xid]
         if events:
             last = max(e.timestamp for e in events)
             return f"telemetry confirms: GPU {gpu.index} logged XID {xid}, last at {last:%H:%M}Z"

@@ -43,7 +43,8 @@ def analyze_xids(facts: ClusterFacts) -> list[Finding]:
     return findings
 
 
-def _recent_events(gpu: GpuMetrics, now: datetime) -> list[XidEvent]:
+def recent_events(gpu: GpuMetrics, now: datetime) -> list[XidEvent]:
+    """The XIDs ``gpu`` logged within ``XID_LOOKBACK`` of ``now``."""
     return [e for e in gpu.xid_events or [] if e.xid and now - e.timestamp <= XID_LOOKBACK]
 
 
@@ -67,7 +68,7 @@ def _gpu_xid_findings(facts: ClusterFacts, gpu: GpuMetrics) -> list[Finding]:
     subject = gpu_subject(gpu.node_id, gpu.index)
     if gpu.xid_events is None:
         return _last_xid_only(gpu, subject)
-    recent = _recent_events(gpu, facts.collected_at)
+    recent = recent_events(gpu, facts.collected_at)
     by_xid: dict[int, list[XidEvent]] = defaultdict(list)
     for event in recent:
         by_xid[event.xid].append(event)
